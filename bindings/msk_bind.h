@@ -1,0 +1,65 @@
+/*
+ * msk_bind.h -- what the C halves of the bindings share. Never installed.
+ *
+ * The socket box (socket.c), the task runtime's entry points that other
+ * bindings call (task.c), and the table of embedded Lua halves. Nothing in
+ * core/ includes this file.
+ */
+#ifndef MSK_BIND_H
+#define MSK_BIND_H
+
+#include <lua.h>
+#include "msk.h"
+#include "msk_host.h"
+
+#define MSK_SOCKET_MT "moonsock.socket"
+
+/* A socket as Lua sees it. The box is Lua's; the msk_sock is the core's
+ * and the fd is the msk_sock's. s == NULL: closed. */
+typedef struct sock_box {
+    msk_sock *s;
+    double timeout;      /* seconds; < 0: None (wait forever) */
+    int family, type, proto;
+    int drained;         /* last recv was short: the stream was empty */
+} sock_box;
+
+sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto);
+sock_box *msk__sock_check(lua_State *L, int idx);
+void      msk__sock_pushaddr(lua_State *L, const msk_addr *a);
+
+/* The task runtime of the Lua state L (NULL outside moonsock). */
+typedef struct msk_rt msk_rt;
+msk_rt *msk__rt_get(lua_State *L);
+
+/* fd is about to be closed: wake the tasks waiting on it (their wait
+ * returns nil, EBADF) and drop the loop's watch. No-op without a runtime. */
+void msk__task_forget_fd(lua_State *L, int fd);
+
+
+/* Create the runtime for L over loop and register it; the runtime is a
+ * userdata anchored in L's registry, freed when L closes. */
+msk_rt *msk__rt_new(lua_State *L, msk_loop *loop);
+void    msk__rt_set_log(msk_rt *rt, msk_log_fn *fn, void *udata,
+                        int level);
+void    msk__rt_log(msk_rt *rt, int level, const char *fmt, ...);
+/* Spawn a task running a function with nargs arguments: L's stack holds
+ * the function, then the arguments (last on top). Pops them all and
+ * pushes the task's coroutine.              [-(nargs+1), +1, m] */
+int     msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon);
+/* Tasks alive, and how many of them keep the program running. */
+int     msk__rt_count(const msk_rt *rt, int *nlive);
+
+/* The embedded Lua halves of the bindings (generated luasrc.c). */
+typedef struct msk_luasrc {
+    const char *name;
+    const char *src;
+    size_t len;
+} msk_luasrc;
+extern const msk_luasrc msk_luasrc_table[];
+
+int luaopen__moonsock_socket(lua_State *L);
+int luaopen__moonsock_task(lua_State *L);
+/* The status the program will exit with (set by boot.lua). */
+int msk__rt_status(const msk_rt *rt);
+
+#endif /* MSK_BIND_H */

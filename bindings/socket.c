@@ -1,0 +1,687 @@
+/*
+ * socket.c -- _moonsock.socket, the raw C half of Lua's `socket` module.
+ *
+ * One userdata type, "moonsock.socket", a small box around a core msk_sock.
+ * Every function here makes exactly one non-blocking attempt and never
+ * yields: OS failures come back as `nil, errno` (EAGAIN included, EBADF for
+ * a closed socket; resolver failures as `nil, eai` with eai < 0, as
+ * Python's gaierror numbers them). Waiting, timeouts and Python's
+ * exceptions live in socket.lua (the cqueues rule). Argument mistakes do
+ * raise, with luaL_check* messages that name the function.
+ *
+ * Addresses cross the boundary as Python tuples made Lua arrays:
+ * {host, port} for AF_INET, {host, port, flowinfo, scope_id} for
+ * AF_INET6, a path string for AF_UNIX.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "msk.h"
+#include "msk_bind.h"
+
+/* One scratch buffer per Lua state for recv: the string pushed from it is
+ * the only allocation per read. recv(n) returns at most n bytes, as in
+ * Python, so reading no more than the scratch holds keeps the semantics. */
+#define SCRATCH_SIZE (256 * 1024)
+
+static int pushfail(lua_State *L, int code)     /* nil, errno   [-0, +2] */
+{
+    luaL_pushfail(L);
+    if (MSK_IS_EAI(code))
+        lua_pushinteger(L, MSK_EAI(code));      /* negative, as Python */
+    else
+        lua_pushinteger(L, -code);
+    return 2;
+}
+
+sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto)
+{                                                        /* [-0, +1, m] */
+    sock_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->s = NULL;                    /* closed until the fd exists */
+    box->timeout = -1.0;
+    box->family = family;
+    box->type = type;
+    box->proto = proto;
+    box->drained = 0;
+    luaL_setmetatable(L, MSK_SOCKET_MT);
+    return box;
+}
+
+sock_box *msk__sock_check(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, MSK_SOCKET_MT);
+}
+
+/* Read a Lua address for family into a. Raises for a value of the wrong
+ * shape (as Python raises TypeError); returns 0 or a resolver code. */
+static int toaddr(lua_State *L, int idx, int family, msk_addr *a)
+{
+    if (family == AF_UNIX) {
+        size_t len;
+        const char *path = luaL_checklstring(L, idx, &len);
+        int rc = msk_addr_unix(a, path, len);
+        if (rc < 0)
+            luaL_argerror(L, idx, "AF_UNIX path too long");
+        return 0;
+    }
+    if (family != AF_INET && family != AF_INET6)
+        return -EAFNOSUPPORT;
+    luaL_argexpected(L, lua_type(L, idx) == LUA_TTABLE, idx,
+                     family == AF_INET ? "{host, port} table"
+                                       : "{host, port[, flow, scope]} "
+                                         "table");
+    lua_geti(L, idx, 1);
+    lua_geti(L, idx, 2);
+    lua_geti(L, idx, 3);
+    lua_geti(L, idx, 4);
+    const char *host = lua_tostring(L, -4);
+    int isnum;
+    lua_Integer port = lua_tointegerx(L, -3, &isnum);
+    if (host == NULL || lua_type(L, -4) != LUA_TSTRING)
+        luaL_argerror(L, idx, "address host must be a string");
+    if (!isnum)
+        luaL_argerror(L, idx, "address port must be an integer");
+    if (port < 0 || port > 65535)
+        luaL_argerror(L, idx, "port must be 0-65535");
+    uint32_t flow = (uint32_t)luaL_optinteger(L, -2, 0);
+    uint32_t scope = (uint32_t)luaL_optinteger(L, -1, 0);
+    int rc = msk_addr_inet(a, family, host, (int)port, flow, scope);
+    if (rc == MSK_EAI_BASE + EAI_NONAME) {
+        /* Not numeric: resolve it, as Python does inside bind/connect. */
+        char portstr[16];
+        snprintf(portstr, sizeof portstr, "%d", (int)port);
+        rc = msk_addr_resolve(a, 1, host, portstr, family, 0, 0,
+                              NULL, NULL);
+        rc = rc > 0 ? 0 : rc;
+    }
+    lua_pop(L, 4);
+    return rc;
+}
+
+/* Push an address the way Python returns it.                  [-0, +1] */
+void msk__sock_pushaddr(lua_State *L, const msk_addr *a)
+{
+    char host[MSK_ADDRSTRLEN];
+    size_t hostlen = 0;
+    int port = 0;
+    uint32_t flow = 0, scope = 0;
+    int family = msk_addr_family(a);
+    if (msk_addr_format(a, host, &hostlen, &port, &flow, &scope) < 0) {
+        lua_pushnil(L);
+        return;
+    }
+    if (family == AF_UNIX) {
+        lua_pushlstring(L, host, hostlen);
+        return;
+    }
+    lua_createtable(L, family == AF_INET6 ? 4 : 2, 0);
+    lua_pushlstring(L, host, hostlen);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, port);
+    lua_rawseti(L, -2, 2);
+    if (family == AF_INET6) {
+        lua_pushinteger(L, flow);
+        lua_rawseti(L, -2, 3);
+        lua_pushinteger(L, scope);
+        lua_rawseti(L, -2, 4);
+    }
+}
+
+/* socket(family, type, proto) -> sock | nil, errno        [-0, +1|2] */
+static int sock_socket(lua_State *L)
+{
+    int family = (int)luaL_optinteger(L, 1, AF_INET);
+    int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
+    int proto = (int)luaL_optinteger(L, 3, 0);
+    sock_box *box = msk__sock_newbox(L, family, type, proto);
+    int rc = msk_sock_open(&box->s, family, type, proto);
+    if (rc < 0)
+        return pushfail(L, rc);
+    return 1;
+}
+
+/* fromfd(fd, family, type, proto) -> sock | nil, errno: adopts fd. */
+static int sock_fromfd(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    int family = (int)luaL_optinteger(L, 2, -1);
+    int type = (int)luaL_optinteger(L, 3, -1);
+    int proto = (int)luaL_optinteger(L, 4, 0);
+    sock_box *box = msk__sock_newbox(L, family, type, proto);
+    int rc = msk_sock_adopt(&box->s, fd, family, type);
+    if (rc < 0)
+        return pushfail(L, rc);
+    box->family = msk_sock_family(box->s);
+    box->type = msk_sock_type(box->s);
+    return 1;
+}
+
+/* socketpair(family, type, proto) -> a, b | nil, errno */
+static int sock_socketpair(lua_State *L)
+{
+    int family = (int)luaL_optinteger(L, 1, AF_UNIX);
+    int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
+    int proto = (int)luaL_optinteger(L, 3, 0);
+    sock_box *a = msk__sock_newbox(L, family, type, proto);
+    sock_box *b = msk__sock_newbox(L, family, type, proto);
+    int rc = msk_sock_pair(&a->s, &b->s, family, type, proto);
+    if (rc < 0)
+        return pushfail(L, rc);
+    return 2;
+}
+
+/* close(sock): idempotent; also __gc and __close.              [-0, +0] */
+static int sock_close(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    if (box->s != NULL) {
+        /* Wake any task waiting on the fd and drop the loop's watch
+         * before the number can be reused. */
+        msk__task_forget_fd(L, msk_sock_fd(box->s));
+        msk_sock_close(box->s);
+        box->s = NULL;
+    }
+    return 0;
+}
+
+/* detach(sock) -> fd: the socket object is closed, the fd is not. */
+static int sock_detach(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    if (box->s == NULL) {
+        lua_pushinteger(L, -1);
+        return 1;
+    }
+    msk__task_forget_fd(L, msk_sock_fd(box->s));
+    lua_pushinteger(L, msk_sock_detach(box->s));
+    box->s = NULL;
+    return 1;
+}
+
+static int sock_fileno(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_pushinteger(L, box->s ? msk_sock_fd(box->s) : -1);
+    return 1;
+}
+
+#define CHECKOPEN(L, box) \
+    do { if ((box)->s == NULL) return pushfail((L), -EBADF); } while (0)
+
+static int sock_bind(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    msk_addr a;
+    CHECKOPEN(L, box);
+    int rc = toaddr(L, 2, box->family, &a);
+    if (rc == 0)
+        rc = msk_sock_bind(box->s, &a);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int sock_listen(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_Integer backlog = luaL_optinteger(L, 2, 128);
+    CHECKOPEN(L, box);
+    if (backlog < 0)
+        backlog = 0;
+    int rc = msk_sock_listen(box->s, backlog > 65535 ? 65535 : (int)backlog);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* accept(sock) -> conn, addr | nil, errno                  [-0, +2] */
+static int sock_accept(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    CHECKOPEN(L, box);
+    msk_addr peer;
+    /* The box exists before the fd does, so a memory error between accept
+     * and push cannot leak the descriptor. */
+    sock_box *nb = msk__sock_newbox(L, box->family, box->type, box->proto);
+    int rc = msk_sock_accept(box->s, &nb->s, &peer);
+    if (rc < 0)
+        return pushfail(L, rc);
+    nb->timeout = -1.0;
+    msk__sock_pushaddr(L, &peer);
+    return 2;
+}
+
+/* connect(sock, addr) -> true | nil, errno (EINPROGRESS: wait for write,
+ * then connect_result). */
+static int sock_connect(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    msk_addr a;
+    CHECKOPEN(L, box);
+    int rc = toaddr(L, 2, box->family, &a);
+    if (rc == 0)
+        rc = msk_sock_connect(box->s, &a);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* connect_result(sock) -> errno (0: connected) */
+static int sock_connect_result(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_pushinteger(L, box->s ? -msk_sock_connect_result(box->s) : EBADF);
+    return 1;
+}
+
+/* recv(sock, n) -> data | nil, errno                     [-0, +1|2] */
+static int sock_recv(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "negative buffersize in recv");
+    CHECKOPEN(L, box);
+    char *scratch = lua_touserdata(L, lua_upvalueindex(1));
+    size_t want = (size_t)n < SCRATCH_SIZE ? (size_t)n : SCRATCH_SIZE;
+    if (want == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    /* The last read was short, so the stream was empty then: skip the
+     * syscall that would only say EAGAIN and let socket.lua wait. A
+     * non-blocking socket always tries, as its caller expects. */
+    if (box->drained && box->timeout != 0.0) {
+        box->drained = 0;
+        return pushfail(L, -EAGAIN);
+    }
+    ssize_t got = msk_sock_recv(box->s, scratch, want);
+    if (got < 0)
+        return pushfail(L, (int)got);
+    box->drained = (size_t)got < want && box->type == SOCK_STREAM;
+    lua_pushlstring(L, scratch, (size_t)got);
+    return 1;
+}
+
+/* recvfrom(sock, n) -> data, addr | nil, errno */
+static int sock_recvfrom(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "negative buffersize in recvfrom");
+    CHECKOPEN(L, box);
+    char *scratch = lua_touserdata(L, lua_upvalueindex(1));
+    size_t want = (size_t)n < SCRATCH_SIZE ? (size_t)n : SCRATCH_SIZE;
+    msk_addr from;
+    memset(&from, 0, sizeof from);
+    ssize_t got = msk_sock_recvfrom(box->s, scratch, want, &from);
+    if (got < 0)
+        return pushfail(L, (int)got);
+    lua_pushlstring(L, scratch, (size_t)got);
+    if (from.len == 0)
+        lua_pushnil(L);          /* connected stream: no address */
+    else
+        msk__sock_pushaddr(L, &from);
+    return 2;
+}
+
+/* send(sock, data [, i]) -> n | nil, errno: sends data from byte i (1-based,
+ * default 1), so sendall never builds substrings. */
+static int sock_send(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    luaL_argcheck(L, i >= 1 && (size_t)i <= len + 1, 3, "out of range");
+    CHECKOPEN(L, box);
+    ssize_t n = msk_sock_send(box->s, data + i - 1, len - (size_t)(i - 1));
+    if (n < 0)
+        return pushfail(L, (int)n);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* sendto(sock, data, addr) -> n | nil, errno */
+static int sock_sendto(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    msk_addr a;
+    CHECKOPEN(L, box);
+    int rc = toaddr(L, 3, box->family, &a);
+    if (rc < 0)
+        return pushfail(L, rc);
+    ssize_t n = msk_sock_sendto(box->s, data, len, &a);
+    if (n < 0)
+        return pushfail(L, (int)n);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* sendfile(sock, fd, offset, count) -> n, newoffset | nil, errno */
+static int sock_sendfile(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    int fd = (int)luaL_checkinteger(L, 2);
+    off_t off = (off_t)luaL_checkinteger(L, 3);
+    lua_Integer count = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, count >= 0, 4, "negative count");
+    CHECKOPEN(L, box);
+    ssize_t n = msk_sock_sendfile(box->s, fd, &off, (size_t)count);
+    if (n < 0)
+        return pushfail(L, (int)n);
+    lua_pushinteger(L, n);
+    lua_pushinteger(L, (lua_Integer)off);
+    return 2;
+}
+
+static int sock_shutdown(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    int how = (int)luaL_checkinteger(L, 2);
+    luaL_argcheck(L, how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR,
+                  2, "must be SHUT_RD, SHUT_WR or SHUT_RDWR");
+    CHECKOPEN(L, box);
+    int rc = msk_sock_shutdown(box->s, how);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int getname(lua_State *L, int peer)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    msk_addr a;
+    CHECKOPEN(L, box);
+    memset(&a, 0, sizeof a);
+    int rc = peer ? msk_sock_peer(box->s, &a) : msk_sock_name(box->s, &a);
+    if (rc < 0)
+        return pushfail(L, rc);
+    msk__sock_pushaddr(L, &a);
+    return 1;
+}
+
+static int sock_getsockname(lua_State *L) { return getname(L, 0); }
+static int sock_getpeername(lua_State *L) { return getname(L, 1); }
+
+/* setsockopt(sock, level, opt, value): value is an integer, a boolean or
+ * a byte string, as in Python. */
+static int sock_setsockopt(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    int level = (int)luaL_checkinteger(L, 2);
+    int opt = (int)luaL_checkinteger(L, 3);
+    int rc, ival;
+    CHECKOPEN(L, box);
+    if (lua_type(L, 4) == LUA_TSTRING) {
+        size_t len;
+        const char *v = lua_tolstring(L, 4, &len);
+        rc = msk_sock_setopt(box->s, level, opt, v, (socklen_t)len);
+    } else {
+        if (lua_isboolean(L, 4))
+            ival = lua_toboolean(L, 4);
+        else
+            ival = (int)luaL_checkinteger(L, 4);
+        rc = msk_sock_setopt(box->s, level, opt, &ival, sizeof ival);
+    }
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* getsockopt(sock, level, opt [, buflen]) -> int | bytes | nil, errno */
+static int sock_getsockopt(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    int level = (int)luaL_checkinteger(L, 2);
+    int opt = (int)luaL_checkinteger(L, 3);
+    lua_Integer buflen = luaL_optinteger(L, 4, 0);
+    luaL_argcheck(L, buflen >= 0 && buflen <= 1024, 4,
+                  "buflen must be 0-1024");
+    CHECKOPEN(L, box);
+    if (buflen == 0) {
+        int v = 0;
+        socklen_t len = sizeof v;
+        int rc = msk_sock_getopt(box->s, level, opt, &v, &len);
+        if (rc < 0)
+            return pushfail(L, rc);
+        lua_pushinteger(L, v);
+        return 1;
+    }
+    char buf[1024];
+    socklen_t len = (socklen_t)buflen;
+    int rc = msk_sock_getopt(box->s, level, opt, buf, &len);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushlstring(L, buf, len);
+    return 1;
+}
+
+/* settimeout(sock, t): t < 0 means None (validated in socket.lua). */
+static int sock_settimeout(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    box->timeout = luaL_checknumber(L, 2);
+    return 0;
+}
+
+/* gettimeout(sock) -> t (< 0: None) */
+static int sock_gettimeout(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_pushnumber(L, box->timeout);
+    return 1;
+}
+
+static int sock_isclosed(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    lua_pushboolean(L, box->s == NULL);
+    return 1;
+}
+
+/* getaddrinfo(host, port, family, type, proto, flags) -> list | nil, eai.
+ * host may be nil; port a number, a string or nil. */
+static int sock_getaddrinfo(lua_State *L)
+{
+    const char *host = luaL_optstring(L, 1, NULL);
+    const char *port = NULL;
+    char portbuf[32];
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        snprintf(portbuf, sizeof portbuf, "%lld",
+                 (long long)luaL_checkinteger(L, 2));
+        port = portbuf;
+    } else {
+        port = luaL_optstring(L, 2, NULL);
+    }
+    int family = (int)luaL_optinteger(L, 3, AF_UNSPEC);
+    int type = (int)luaL_optinteger(L, 4, 0);
+    int proto = (int)luaL_optinteger(L, 5, 0);
+    int flags = (int)luaL_optinteger(L, 6, 0);
+    (void)proto;
+    enum { MAXRES = 32 };
+    msk_addr out[MAXRES];
+    int types[MAXRES], protos[MAXRES];
+    int n = msk_addr_resolve(out, MAXRES, host, port, family, type, flags,
+                             types, protos);
+    if (n < 0)
+        return pushfail(L, n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 5, 0);
+        lua_pushinteger(L, msk_addr_family(&out[i]));
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, types[i]);
+        lua_rawseti(L, -2, 2);
+        lua_pushinteger(L, protos[i]);
+        lua_rawseti(L, -2, 3);
+        lua_pushliteral(L, "");
+        lua_rawseti(L, -2, 4);
+        msk__sock_pushaddr(L, &out[i]);
+        lua_rawseti(L, -2, 5);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int sock_gethostname(lua_State *L)
+{
+    char buf[256];
+    if (gethostname(buf, sizeof buf) < 0)
+        return pushfail(L, -errno);
+    buf[sizeof buf - 1] = '\0';
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* strerror(errno) -> text; errno < 0 is a resolver (EAI) code. */
+static int sock_strerror(lua_State *L)
+{
+    lua_Integer e = luaL_checkinteger(L, 1);
+    lua_pushstring(L, msk_strerror(e < 0 ? MSK_EAI_BASE + (int)e
+                                         : -(int)e));
+    return 1;
+}
+
+/* parse_listen(spec) -> family, address | nil, errno: a command-line
+ * listen spec ("HOST:PORT", "[V6]:PORT", "PORT", "unix:PATH"). */
+static int sock_parse_listen(lua_State *L)
+{
+    const char *spec = luaL_checkstring(L, 1);
+    msk_addr a;
+    memset(&a, 0, sizeof a);
+    int rc = msk_addr_parse_spec(&a, spec);
+    if (rc < 0)
+        return pushfail(L, rc);
+    lua_pushinteger(L, msk_addr_family(&a));
+    msk__sock_pushaddr(L, &a);
+    return 2;
+}
+
+/* __index(sock, key): the method table first, then Python's attributes.
+ * Upvalue 1 is the method table that socket.lua installs. */
+static int sock__index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    sock_box *box = lua_touserdata(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (k == NULL)
+        return 1;
+    if (strcmp(k, "family") == 0)
+        lua_pushinteger(L, box->family);
+    else if (strcmp(k, "type") == 0)
+        lua_pushinteger(L, box->type);
+    else if (strcmp(k, "proto") == 0)
+        lua_pushinteger(L, box->proto);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* setmethods(tbl, tostring): installs socket.lua's method table and its
+ * __tostring. */
+static int sock_setmethods(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_getmetatable(L, MSK_SOCKET_MT);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, sock__index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {
+    {"socket", sock_socket},
+    {"fromfd", sock_fromfd},
+    {"socketpair", sock_socketpair},
+    {"close", sock_close},
+    {"detach", sock_detach},
+    {"fileno", sock_fileno},
+    {"bind", sock_bind},
+    {"listen", sock_listen},
+    {"accept", sock_accept},
+    {"connect", sock_connect},
+    {"connect_result", sock_connect_result},
+    {"recv", sock_recv},
+    {"recvfrom", sock_recvfrom},
+    {"send", sock_send},
+    {"sendto", sock_sendto},
+    {"sendfile", sock_sendfile},
+    {"shutdown", sock_shutdown},
+    {"getsockname", sock_getsockname},
+    {"getpeername", sock_getpeername},
+    {"setsockopt", sock_setsockopt},
+    {"getsockopt", sock_getsockopt},
+    {"settimeout", sock_settimeout},
+    {"gettimeout", sock_gettimeout},
+    {"isclosed", sock_isclosed},
+    {"getaddrinfo", sock_getaddrinfo},
+    {"gethostname", sock_gethostname},
+    {"strerror", sock_strerror},
+    {"setmethods", sock_setmethods},
+    {"parse_listen", sock_parse_listen},
+    {NULL, NULL}
+};
+
+static const struct { const char *name; int value; } consts[] = {
+    {"AF_INET", AF_INET}, {"AF_INET6", AF_INET6}, {"AF_UNIX", AF_UNIX},
+    {"AF_UNSPEC", AF_UNSPEC},
+    {"SOCK_STREAM", SOCK_STREAM}, {"SOCK_DGRAM", SOCK_DGRAM},
+    {"SOCK_RAW", SOCK_RAW}, {"SOCK_SEQPACKET", SOCK_SEQPACKET},
+    {"SOL_SOCKET", SOL_SOCKET}, {"SO_REUSEADDR", SO_REUSEADDR},
+    {"SO_REUSEPORT", SO_REUSEPORT}, {"SO_KEEPALIVE", SO_KEEPALIVE},
+    {"SO_RCVBUF", SO_RCVBUF}, {"SO_SNDBUF", SO_SNDBUF},
+    {"SO_ERROR", SO_ERROR}, {"SO_TYPE", SO_TYPE},
+    {"SO_BROADCAST", SO_BROADCAST}, {"SO_LINGER", SO_LINGER},
+    {"SO_RCVLOWAT", SO_RCVLOWAT}, {"SO_SNDLOWAT", SO_SNDLOWAT},
+    {"IPPROTO_TCP", IPPROTO_TCP}, {"IPPROTO_UDP", IPPROTO_UDP},
+    {"IPPROTO_IP", IPPROTO_IP}, {"IPPROTO_IPV6", IPPROTO_IPV6},
+    {"IPV6_V6ONLY", IPV6_V6ONLY},
+    {"TCP_NODELAY", TCP_NODELAY}, {"TCP_KEEPIDLE", TCP_KEEPIDLE},
+    {"TCP_KEEPINTVL", TCP_KEEPINTVL}, {"TCP_KEEPCNT", TCP_KEEPCNT},
+    {"SHUT_RD", SHUT_RD}, {"SHUT_WR", SHUT_WR}, {"SHUT_RDWR", SHUT_RDWR},
+    {"AI_PASSIVE", AI_PASSIVE}, {"AI_CANONNAME", AI_CANONNAME},
+    {"AI_NUMERICHOST", AI_NUMERICHOST}, {"AI_NUMERICSERV", AI_NUMERICSERV},
+    {"SOMAXCONN", SOMAXCONN},
+    {NULL, 0}
+};
+
+int luaopen__moonsock_socket(lua_State *L)
+{
+    if (luaL_newmetatable(L, MSK_SOCKET_MT)) {
+        lua_pushcfunction(L, sock_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, sock_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    luaL_newlibtable(L, funcs);
+    lua_newuserdatauv(L, SCRATCH_SIZE, 0);     /* shared by recv* */
+    luaL_setfuncs(L, funcs, 1);
+    for (int i = 0; consts[i].name != NULL; i++) {
+        lua_pushinteger(L, consts[i].value);
+        lua_setfield(L, -2, consts[i].name);
+    }
+    return 1;
+}

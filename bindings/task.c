@@ -1,0 +1,794 @@
+/*
+ * task.c -- the task runtime: Lua coroutines driven by the core's loop.
+ *
+ * Every script's main chunk, every connection handler and every green
+ * thread is a task. A task that must wait yields a private sentinel
+ * followed by what it waits for (fd, events, deadline); this file watches
+ * the fd, arms a timer, and resumes the task from the loop callback with
+ * true (ready), false (deadline passed) or nil, errno (fd closed, or a
+ * second reader/writer on the same fd). All yields happen in task.lua;
+ * C never yields, so no continuation functions are needed.
+ *
+ * Per-task state is a small malloc'd struct whose pointer sits in the
+ * coroutine's extra space (LUA_EXTRASPACE), so finding it costs nothing.
+ * The coroutine is anchored by a registry reference for as long as the
+ * task lives. Watches are dropped lazily: a task that reads, answers and
+ * reads again re-watches the same mask, which the loop turns into no
+ * syscall at all; a mask bit is cleared only when it fires with no one
+ * waiting.
+ *
+ * Left out: scheduling policy beyond FIFO, and preemption (a hardening
+ * issue adds an instruction budget).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "msk.h"
+#include "msk_bind.h"
+
+static char SENTINEL;   /* its address is the wait sentinel */
+static char RTKEY;      /* registry key of the runtime userdata */
+
+typedef struct task task;
+struct task {
+    lua_State *co;
+    int ref;            /* registry anchor of co */
+    int fd;             /* waited-on fd, or -1 */
+    unsigned ev;        /* MSK_READ or MSK_WRITE while waiting on fd */
+    int64_t timer;      /* deadline timer, 0 if none */
+    int nargs;          /* values to resume with, once queued */
+    int queued;
+    int running;
+    int daemon;
+    task *next;         /* ready queue */
+    task *prev_all, *next_all;   /* every live task, for teardown */
+};
+
+typedef struct fdslot { task *reader, *writer; } fdslot;
+
+struct msk_rt {
+    msk_loop *loop;
+    lua_State *L;        /* main thread */
+    fdslot *slots;
+    int nslots;
+    task *head, *tail;   /* ready queue */
+    int64_t ready_timer;
+    int ntasks, nlive;
+    task *all;
+    int dead;            /* torn down: the state is closing */
+    int status;          /* exit status the program asked for */
+    int log_level;
+    msk_log_fn *log;
+    void *log_ud;
+    int sigref[65];      /* Lua handler per signal, LUA_NOREF if none */
+};
+
+static task *task_of(lua_State *co)
+{
+    return *(task **)lua_getextraspace(co);
+}
+
+msk_rt *msk__rt_get(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &RTKEY);
+    msk_rt *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return rt;
+}
+
+/* ---- logging ------------------------------------------------------- */
+
+static void default_log(int level, const char *msg, void *udata)
+{
+    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    (void)udata;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s %s\n", stamp, ts.tv_nsec / 1000000L,
+            names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+    fflush(stderr);
+}
+
+void msk__rt_set_log(msk_rt *rt, msk_log_fn *fn, void *udata, int level)
+{
+    rt->log = fn ? fn : default_log;
+    rt->log_ud = udata;
+    rt->log_level = level;
+}
+
+int msk__rt_status(const msk_rt *rt)
+{
+    return rt->status;
+}
+
+void msk__rt_log(msk_rt *rt, int level, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    if (level < rt->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    rt->log(level, buf, rt->log_ud);
+}
+
+/* ---- the ready queue ------------------------------------------------- */
+
+static void on_ready(msk_loop *loop, int64_t id, void *udata);
+
+/* Queue t to be resumed with the nargs values already on its stack. */
+static void enqueue(msk_rt *rt, task *t, int nargs)
+{
+    t->nargs = nargs;
+    t->queued = 1;
+    t->next = NULL;
+    if (rt->tail)
+        rt->tail->next = t;
+    else
+        rt->head = t;
+    rt->tail = t;
+    if (rt->ready_timer == 0)
+        rt->ready_timer = msk_timer_add(rt->loop, 0, 0, on_ready, rt);
+}
+
+/* Stop whatever t waits for: its fd slot and its deadline timer. */
+static void unwait(msk_rt *rt, task *t)
+{
+    if (t->fd >= 0 && t->fd < rt->nslots) {
+        fdslot *s = &rt->slots[t->fd];
+        if (s->reader == t)
+            s->reader = NULL;
+        if (s->writer == t)
+            s->writer = NULL;
+    }
+    t->fd = -1;
+    if (t->timer != 0) {
+        msk_timer_cancel(rt->loop, t->timer);
+        t->timer = 0;
+    }
+}
+
+static void finish(msk_rt *rt, task *t)
+{
+    unwait(rt, t);
+    *(task **)lua_getextraspace(t->co) = NULL;
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
+    if (t->prev_all)
+        t->prev_all->next_all = t->next_all;
+    else
+        rt->all = t->next_all;
+    if (t->next_all)
+        t->next_all->prev_all = t->prev_all;
+    rt->ntasks--;
+    if (!t->daemon && --rt->nlive == 0)
+        msk_loop_stop(rt->loop);     /* the program has ended */
+    free(t);
+}
+
+/* Text for an error value without running code that could fail again. */
+static const char *errtext(lua_State *L, lua_State *co)
+{
+    if (lua_type(co, -1) == LUA_TSTRING)
+        return lua_tostring(co, -1);
+    /* An error object: ask tostring() under protection in the main
+     * thread, since __tostring is user code. */
+    lua_getglobal(L, "tostring");
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_xmove(L, co, 1);     /* keep it alive on co's stack */
+        lua_pop(L, 1);
+        return lua_tostring(co, -1);
+    }
+    lua_pop(L, 1);
+    return lua_type(co, -1) == LUA_TNIL ? "nil" : "(error object is not a "
+                                                 "string)";
+}
+
+static int arm(msk_rt *rt, task *t, int nres);
+
+static void resume(msk_rt *rt, task *t)
+{
+    lua_State *co = t->co;
+    int nres = 0;
+    t->queued = 0;
+    t->running = 1;
+    int st = lua_resume(co, rt->L, t->nargs, &nres);
+    t->running = 0;
+    t->nargs = 0;
+    if (st == LUA_YIELD) {
+        if (nres >= 1 && lua_touserdata(co, -nres) == &SENTINEL) {
+            arm(rt, t, nres);
+        } else {
+            /* A bare coroutine.yield() in a task: give the others a turn. */
+            lua_pop(co, nres);
+            enqueue(rt, t, 0);
+        }
+        return;
+    }
+    if (st != LUA_OK) {
+        const char *msg = errtext(rt->L, co);
+        luaL_traceback(rt->L, co, msg, 0);
+        msk__rt_log(rt, MSK_LOG_ERROR, "task failed: %s",
+                    lua_tostring(rt->L, -1));
+        lua_pop(rt->L, 1);
+        lua_resetthread(co);         /* runs pending __close handlers */
+    }
+    finish(rt, t);
+}
+
+static void on_ready(msk_loop *loop, int64_t id, void *udata)
+{
+    msk_rt *rt = udata;
+    (void)loop;
+    (void)id;
+    rt->ready_timer = 0;
+    /* Only the tasks queued before this pass run now; a task that yields
+     * again goes to the back and waits for the next pass, so the loop
+     * still polls fds between turns. */
+    task *last = rt->tail;
+    while (rt->head != NULL) {
+        task *t = rt->head;
+        rt->head = t->next;
+        if (rt->head == NULL)
+            rt->tail = NULL;
+        resume(rt, t);
+        if (t == last)
+            break;
+    }
+}
+
+/* ---- waiting on fds and deadlines ----------------------------------- */
+
+static void on_io(msk_loop *loop, int fd, unsigned events, void *udata)
+{
+    msk_rt *rt = udata;
+    task *t;
+    if (fd >= rt->nslots)
+        return;
+    if ((events & (MSK_READ | MSK_ERROR)) && (t = rt->slots[fd].reader)) {
+        unwait(rt, t);
+        lua_pushboolean(t->co, 1);
+        t->nargs = 1;
+        resume(rt, t);
+    }
+    /* The resume may have closed fd or grown the slot table. */
+    if (fd < rt->nslots && (events & (MSK_WRITE | MSK_ERROR)) &&
+        (t = rt->slots[fd].writer) != NULL) {
+        unwait(rt, t);
+        lua_pushboolean(t->co, 1);
+        t->nargs = 1;
+        resume(rt, t);
+    }
+    /* Drop the directions that fired with nobody waiting, so a level-
+     * triggered fd cannot spin the loop. */
+    unsigned mask = msk_io_mask(loop, fd);
+    if (mask == 0)
+        return;
+    unsigned keep = 0;
+    if (fd < rt->nslots) {
+        if (rt->slots[fd].reader)
+            keep |= MSK_READ;
+        if (rt->slots[fd].writer)
+            keep |= MSK_WRITE;
+    }
+    unsigned drop = events & ~keep & (MSK_READ | MSK_WRITE);
+    if (events & MSK_ERROR)
+        drop |= ~keep & (MSK_READ | MSK_WRITE);
+    if (mask & drop) {
+        unsigned nm = mask & ~drop;
+        if (nm == 0)
+            msk_io_unwatch(loop, fd);
+        else
+            msk_io_watch(loop, fd, nm, on_io, rt);
+    }
+}
+
+static void on_deadline(msk_loop *loop, int64_t id, void *udata)
+{
+    task *t = udata;
+    msk_rt *rt = msk__rt_get(t->co);
+    (void)loop;
+    (void)id;
+    t->timer = 0;
+    unwait(rt, t);
+    lua_pushboolean(t->co, 0);
+    t->nargs = 1;
+    resume(rt, t);
+}
+
+/* Resume t on the next pass with nil, err. */
+static void fail_later(msk_rt *rt, task *t, int err)
+{
+    unwait(rt, t);
+    lua_pushnil(t->co);
+    lua_pushinteger(t->co, err);
+    enqueue(rt, t, 2);
+}
+
+static int grow_slots(msk_rt *rt, int fd)
+{
+    if (fd < rt->nslots)
+        return 0;
+    int n = rt->nslots ? rt->nslots : 64;
+    while (n <= fd)
+        n *= 2;
+    fdslot *s = realloc(rt->slots, (size_t)n * sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    memset(s + rt->nslots, 0, (size_t)(n - rt->nslots) * sizeof *s);
+    rt->slots = s;
+    rt->nslots = n;
+    return 0;
+}
+
+/* The fd at idx: an integer, or a socket (-2 when it is closed, -3 for
+ * anything else). Never raises: arm() runs outside any protected call. */
+static int getfd(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TUSERDATA) {
+        sock_box *box = luaL_testudata(L, idx, MSK_SOCKET_MT);
+        if (box == NULL)
+            return -3;
+        return box->s ? msk_sock_fd(box->s) : -2;
+    }
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        return (int)lua_tointeger(L, idx);
+    return lua_isnoneornil(L, idx) ? -1 : -3;
+}
+
+/* t yielded SENTINEL, fd, events ("r"/"w" as 1/2), deadline_ms|nil. */
+static int arm(msk_rt *rt, task *t, int nres)
+{
+    lua_State *co = t->co;
+    int base = lua_gettop(co) - nres + 1;
+    int fd = getfd(co, base + 1);
+    unsigned ev = (unsigned)lua_tointeger(co, base + 2);
+    int has_deadline = !lua_isnoneornil(co, base + 3);
+    int64_t deadline = has_deadline ? (int64_t)lua_tointeger(co, base + 3)
+                                    : 0;
+    lua_settop(co, base - 1);
+
+    if (fd == -2 || fd == -3) {
+        /* Closed before the wait, or not something to wait on. */
+        fail_later(rt, t, fd == -2 ? EBADF : EINVAL);
+        return 0;
+    }
+    if (fd >= 0) {
+        int rc = grow_slots(rt, fd);
+        if (rc < 0) {
+            fail_later(rt, t, ENOMEM);
+            return 0;
+        }
+        task **slot = ev == MSK_WRITE ? &rt->slots[fd].writer
+                                      : &rt->slots[fd].reader;
+        if (*slot != NULL && *slot != t) {
+            fail_later(rt, t, EBUSY);
+            return 0;
+        }
+        unsigned mask = msk_io_mask(rt->loop, fd);
+        if ((mask & ev) == 0) {
+            rc = msk_io_watch(rt->loop, fd, mask | ev, on_io, rt);
+            if (rc == -EPERM) {
+                /* A regular file or /dev/null: always ready. */
+                lua_pushboolean(co, 1);
+                enqueue(rt, t, 1);
+                return 0;
+            }
+            if (rc < 0) {
+                fail_later(rt, t, -rc);
+                return 0;
+            }
+        }
+        *slot = t;
+        t->fd = fd;
+        t->ev = ev;
+    }
+    if (has_deadline) {
+        int64_t ms = deadline - msk_clock_ms();
+        t->timer = msk_timer_add(rt->loop, ms, 0, on_deadline, t);
+        if (t->timer < 0) {
+            int err = (int)-t->timer;
+            t->timer = 0;
+            fail_later(rt, t, err);
+        }
+    }
+    return 0;
+}
+
+void msk__task_forget_fd(lua_State *L, int fd)
+{
+    msk_rt *rt = msk__rt_get(L);
+    if (rt == NULL || rt->dead || fd < 0)
+        return;
+    if (fd < rt->nslots) {
+        task *r = rt->slots[fd].reader, *w = rt->slots[fd].writer;
+        if (r)
+            fail_later(rt, r, EBADF);
+        if (w)
+            fail_later(rt, w, EBADF);
+    }
+    msk_io_unwatch(rt->loop, fd);
+}
+
+/* ---- spawning --------------------------------------------------------- */
+
+int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
+{
+    task *t = malloc(sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    lua_State *co = lua_newthread(L);              /* f args... co */
+    lua_insert(L, -(nargs + 2));                   /* co f args... */
+    lua_xmove(L, co, nargs + 1);                   /* co */
+    lua_pushvalue(L, -1);
+    t->co = co;
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    t->fd = -1;
+    t->ev = 0;
+    t->timer = 0;
+    t->running = 0;
+    t->daemon = daemon;
+    t->queued = 0;
+    t->next = NULL;
+    t->prev_all = NULL;
+    t->next_all = rt->all;
+    if (rt->all)
+        rt->all->prev_all = t;
+    rt->all = t;
+    *(task **)lua_getextraspace(co) = t;
+    rt->ntasks++;
+    if (!daemon)
+        rt->nlive++;
+    enqueue(rt, t, nargs);
+    return 0;
+}
+
+int msk__rt_count(const msk_rt *rt, int *nlive)
+{
+    if (nlive)
+        *nlive = rt->nlive;
+    return rt->ntasks;
+}
+
+/* ---- signals ------------------------------------------------------- */
+
+static void on_signal(msk_loop *loop, int signo, void *udata)
+{
+    msk_rt *rt = udata;
+    (void)loop;
+    if (signo <= 0 || signo > 64 || rt->sigref[signo] == LUA_NOREF)
+        return;
+    lua_rawgeti(rt->L, LUA_REGISTRYINDEX, rt->sigref[signo]);
+    lua_pushinteger(rt->L, signo);
+    if (msk__rt_spawn(rt, rt->L, 1, 1) == 0)
+        lua_pop(rt->L, 1);
+    else
+        lua_pop(rt->L, 2);
+}
+
+/* ---- the Lua functions --------------------------------------------------- */
+
+static msk_rt *uprt(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* spawn(fn, ...) -> co: a task that keeps the program alive. */
+static int task_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    int rc = msk__rt_spawn(uprt(L), L, lua_gettop(L) - 1, 0);
+    if (rc < 0)
+        return luaL_error(L, "cannot spawn: %s", msk_strerror(rc));
+    return 1;
+}
+
+/* spawn_daemon(fn, ...) -> co: a task that does not keep it alive. */
+static int task_spawn_daemon(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    int rc = msk__rt_spawn(uprt(L), L, lua_gettop(L) - 1, 1);
+    if (rc < 0)
+        return luaL_error(L, "cannot spawn: %s", msk_strerror(rc));
+    return 1;
+}
+
+/* intask() -> bool: the running coroutine is a task (or runs inside one
+ * through task.lua's resume). Cheap: one extra-space read. */
+static int task_current(lua_State *L)
+{
+    task *t = task_of(L);
+    if (t == NULL)
+        lua_pushnil(L);
+    else
+        lua_pushthread(L);
+    return 1;
+}
+
+/* wakeup(co, ...) -> bool: resume a suspended task with the values on
+ * the next pass. False if co is no task, runs, or is already queued. */
+static int task_wakeup(lua_State *L)
+{
+    msk_rt *rt = uprt(L);
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "thread");
+    task *t = task_of(co);
+    if (t == NULL || t->running || t->queued ||
+        lua_status(co) != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    unwait(rt, t);
+    int n = lua_gettop(L) - 1;
+    luaL_checkstack(co, n, "too many values to resume with");
+    lua_xmove(L, co, n);
+    enqueue(rt, t, n);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* now() -> monotonic milliseconds (integer) */
+static int task_now(lua_State *L)
+{
+    lua_pushinteger(L, msk_clock_ms());
+    return 1;
+}
+
+/* monotonic() -> seconds (float) */
+static int task_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)msk_clock_ns() / 1e9);
+    return 1;
+}
+
+/* fdwait(fd, events, deadline_ms|nil) -> true | false | nil, errno: the
+ * blocking wait used outside the loop. */
+static int task_fdwait(lua_State *L)
+{
+    int fd = getfd(L, 1);
+    unsigned ev = (unsigned)luaL_checkinteger(L, 2);
+    int64_t ms = -1;
+    luaL_argcheck(L, fd != -3, 1, "socket or fd expected");
+    if (fd == -2) {
+        luaL_pushfail(L);
+        lua_pushinteger(L, EBADF);
+        return 2;
+    }
+    if (!lua_isnoneornil(L, 3)) {
+        ms = (int64_t)luaL_checkinteger(L, 3) - msk_clock_ms();
+        if (ms < 0)
+            ms = 0;
+    }
+    int rc = msk_fd_wait(fd, ev, ms);
+    if (rc < 0) {
+        luaL_pushfail(L);
+        lua_pushinteger(L, -rc);
+        return 2;
+    }
+    lua_pushboolean(L, rc > 0);
+    return 1;
+}
+
+/* read(fd, n) -> data ("" at EOF) | nil, errno: one read(2). */
+static int task_read(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n > 0 && n <= 1 << 20, 2, "size must be 1..1MiB");
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)n);
+    ssize_t got;
+    do {
+        got = read(fd, p, (size_t)n);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        luaL_pushfail(L);
+        lua_pushinteger(L, errno);
+        return 2;
+    }
+    luaL_pushresultsize(&b, (size_t)got);
+    return 1;
+}
+
+/* onsignal(signo, fn|nil): run fn(signo) as a daemon task whenever signo
+ * arrives; nil stops watching. */
+static int task_onsignal(lua_State *L)
+{
+    msk_rt *rt = uprt(L);
+    lua_Integer signo = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, signo > 0 && signo <= 64, 1, "bad signal number");
+    if (rt->sigref[signo] != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, rt->sigref[signo]);
+        rt->sigref[signo] = LUA_NOREF;
+        msk_signal_unwatch(rt->loop, (int)signo);
+    }
+    if (lua_isnoneornil(L, 2))
+        return 0;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    int rc = msk_signal_watch(rt->loop, (int)signo, on_signal, rt);
+    if (rc < 0)
+        return luaL_error(L, "cannot watch signal %d: %s", (int)signo,
+                          msk_strerror(rc));
+    lua_pushvalue(L, 2);
+    rt->sigref[signo] = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* stop(): end the loop after this pass (the host then returns). */
+static int task_stop(lua_State *L)
+{
+    msk_loop_stop(uprt(L)->loop);
+    return 0;
+}
+
+/* count() -> tasks, live tasks */
+static int task_count(lua_State *L)
+{
+    int live;
+    lua_pushinteger(L, msk__rt_count(uprt(L), &live));
+    lua_pushinteger(L, live);
+    return 2;
+}
+
+/* log(level, msg): level 0..3 (debug, info, warn, error). */
+static int task_log(lua_State *L)
+{
+    lua_Integer level = luaL_checkinteger(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    msk_rt *rt = uprt(L);
+    if (level >= rt->log_level)
+        rt->log((int)level, msg, rt->log_ud);
+    return 0;
+}
+
+/* loglevel() -> the lowest level logged */
+static int task_loglevel(lua_State *L)
+{
+    lua_pushinteger(L, uprt(L)->log_level);
+    return 1;
+}
+
+/* setstatus(n): the exit status of the program. */
+static int task_setstatus(lua_State *L)
+{
+    uprt(L)->status = (int)luaL_checkinteger(L, 1);
+    return 0;
+}
+
+/* walltime() -> seconds since the epoch (float) */
+static int task_walltime(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int rt__gc(lua_State *L)
+{
+    msk_rt *rt = lua_touserdata(L, 1);
+    /* Tasks still alive are anchored in the registry, which is being
+     * torn down with the state: cancel what they wait for and free their
+     * C records; their coroutines go with the state. */
+    while (rt->all != NULL) {
+        task *t = rt->all;
+        rt->all = t->next_all;
+        if (t->timer != 0)
+            msk_timer_cancel(rt->loop, t->timer);
+        free(t);
+    }
+    rt->head = rt->tail = NULL;
+    if (rt->ready_timer != 0)
+        msk_timer_cancel(rt->loop, rt->ready_timer);
+    rt->ready_timer = 0;
+    for (int fd = 0; fd < rt->nslots; fd++) {
+        if (rt->slots[fd].reader || rt->slots[fd].writer)
+            msk_io_unwatch(rt->loop, fd);
+    }
+    for (int sig = 1; sig <= 64; sig++) {
+        if (rt->sigref[sig] != LUA_NOREF)
+            msk_signal_unwatch(rt->loop, sig);
+    }
+    free(rt->slots);
+    rt->slots = NULL;
+    rt->nslots = 0;
+    rt->dead = 1;
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {
+    {"spawn", task_spawn},
+    {"spawn_daemon", task_spawn_daemon},
+    {"current", task_current},
+    {"wakeup", task_wakeup},
+    {"now", task_now},
+    {"monotonic", task_monotonic},
+    {"fdwait", task_fdwait},
+    {"read", task_read},
+    {"onsignal", task_onsignal},
+    {"stop", task_stop},
+    {"count", task_count},
+    {"log", task_log},
+    {"loglevel", task_loglevel},
+    {"setstatus", task_setstatus},
+    {"walltime", task_walltime},
+    {NULL, NULL}
+};
+
+/* Functions that need no runtime: usable from a plain lua5.4 too. */
+static const luaL_Reg plainfuncs[] = {
+    {"now", task_now},
+    {"monotonic", task_monotonic},
+    {"fdwait", task_fdwait},
+    {"read", task_read},
+    {"walltime", task_walltime},
+    {NULL, NULL}
+};
+
+msk_rt *msk__rt_new(lua_State *L, msk_loop *loop)
+{
+    msk_rt *rt = lua_newuserdatauv(L, sizeof *rt, 0);
+    memset(rt, 0, sizeof *rt);
+    rt->loop = loop;
+    lua_State *main;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    rt->L = main;
+    rt->log = default_log;
+    rt->log_level = MSK_LOG_INFO;
+    for (int i = 0; i < 65; i++)
+        rt->sigref[i] = LUA_NOREF;
+    lua_newtable(L);
+    lua_pushcfunction(L, rt__gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RTKEY);
+    return rt;
+}
+
+/* luaopen__moonsock_task: with a runtime, the full table; without one (a
+ * plain interpreter), only the functions that block the process. Both
+ * carry `sentinel`, and `active` tells which one this is. */
+int luaopen__moonsock_task(lua_State *L)
+{
+    msk_rt *rt = msk__rt_get(L);
+    if (rt != NULL) {
+        luaL_newlibtable(L, funcs);
+        lua_pushlightuserdata(L, rt);
+        luaL_setfuncs(L, funcs, 1);
+    } else {
+        luaL_newlib(L, plainfuncs);
+    }
+    lua_pushboolean(L, rt != NULL);
+    lua_setfield(L, -2, "active");
+    lua_pushlightuserdata(L, &SENTINEL);
+    lua_setfield(L, -2, "sentinel");
+    lua_pushinteger(L, MSK_READ);
+    lua_setfield(L, -2, "READ");
+    lua_pushinteger(L, MSK_WRITE);
+    lua_setfield(L, -2, "WRITE");
+    lua_pushinteger(L, SIGHUP);
+    lua_setfield(L, -2, "SIGHUP");
+    lua_pushinteger(L, SIGINT);
+    lua_setfield(L, -2, "SIGINT");
+    lua_pushinteger(L, SIGTERM);
+    lua_setfield(L, -2, "SIGTERM");
+    return 1;
+}
