@@ -93,10 +93,10 @@ static int setup(lua_State *L)
 {
     msk_host *h = lua_touserdata(L, 1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen__moonsock_socket);
-    lua_setfield(L, -2, "_moonsock.socket");
-    lua_pushcfunction(L, luaopen__moonsock_task);
-    lua_setfield(L, -2, "_moonsock.task");
+    for (int i = 0; msk_cmodule_table[i].name != NULL; i++) {
+        lua_pushcfunction(L, msk_cmodule_table[i].open);
+        lua_setfield(L, -2, msk_cmodule_table[i].name);
+    }
     lua_pushlightuserdata(L, h);
     lua_pushcclosure(L, open_host, 1);
     lua_setfield(L, -2, "_moonsock.host");

@@ -57,6 +57,13 @@ typedef struct msk_luasrc {
 } msk_luasrc;
 extern const msk_luasrc msk_luasrc_table[];
 
+/* The C modules: every bindings/<m>.c but host.c and main.c. */
+typedef struct msk_cmodule {
+    const char *name;             /* "_moonsock.<m>" */
+    lua_CFunction open;
+} msk_cmodule;
+extern const msk_cmodule msk_cmodule_table[];
+
 int luaopen__moonsock_socket(lua_State *L);
 int luaopen__moonsock_task(lua_State *L);
 /* The status the program will exit with (set by boot.lua). */
