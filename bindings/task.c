@@ -459,6 +459,11 @@ int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
     return 0;
 }
 
+msk_loop *msk__rt_loop(const msk_rt *rt)
+{
+    return rt->loop;
+}
+
 int msk__rt_count(const msk_rt *rt, int *nlive)
 {
     if (nlive)
@@ -482,7 +487,7 @@ static void on_signal(msk_loop *loop, int signo, void *udata)
         lua_pop(rt->L, 2);
 }
 
-/* ---- the Lua functions --------------------------------------------------- */
+/* ---- the Lua functions ------------------------------------------ */
 
 static msk_rt *uprt(lua_State *L)
 {
@@ -509,8 +514,9 @@ static int task_spawn_daemon(lua_State *L)
     return 1;
 }
 
-/* intask() -> bool: the running coroutine is a task (or runs inside one
- * through task.lua's resume). Cheap: one extra-space read. */
+/* current() -> the running coroutine if it is a task, else nil. Cheap:
+ * one extra-space read. task.lua maps a coroutine of the script's own to
+ * the task that resumed it. */
 static int task_current(lua_State *L)
 {
     task *t = task_of(L);
@@ -751,6 +757,11 @@ msk_rt *msk__rt_new(lua_State *L, msk_loop *loop)
     main = lua_tothread(L, -1);
     lua_pop(L, 1);
     rt->L = main;
+    /* lua_newthread copies the main thread's extra space into every new
+     * coroutine, and Lua never initialises it: without this, a coroutine
+     * a script creates would carry garbage that task_of() takes for a
+     * task. The runtime owns the extra space of the state it runs in. */
+    *(task **)lua_getextraspace(main) = NULL;
     rt->log = default_log;
     rt->log_level = MSK_LOG_INFO;
     for (int i = 0; i < 65; i++)

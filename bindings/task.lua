@@ -67,7 +67,17 @@ function M.suspend(deadline)
   return yield(SENTINEL, -1, 0, deadline)
 end
 
-M.current = raw.current or function() return nil end
+-- current() -> the task (its coroutine) this code runs in, or nil. A
+-- coroutine the script made itself runs inside the task that resumed it
+-- last (resume below records that), so Event.wait, Lock.acquire and
+-- Thread.join work there too: their wakeup goes to that task, whose
+-- forwarding resume hands the values down.
+local raw_current = raw.current or function() return nil end
+local running = coroutine.running
+local owner = setmetatable({}, { __mode = "k" })   -- coroutine -> task
+function M.current()
+  return raw_current() or owner[running()]
+end
 M.wakeup = raw.wakeup
 M.spawn = raw.spawn
 M.spawn_daemon = raw.spawn_daemon
@@ -83,7 +93,8 @@ M.log = raw.log or function(_, msg) io.stderr:write(msg, "\n") end
 -- input([prompt]) -> line: Python's builtin; reads stdin without stopping
 -- other tasks. Raises EOFError at end of input.
 local stdin_buf = ""
-local EAGAIN, EBADF = errors.errno.EAGAIN, errors.errno.EBADF
+local E = errors.errno
+local EAGAIN, EBADF, EBUSY = E.EAGAIN, E.EBADF, E.EBUSY
 function M.input(prompt)
   if prompt ~= nil then
     io.stdout:write(tostring(prompt))
@@ -97,7 +108,11 @@ function M.input(prompt)
       return (line:gsub("\r$", ""))
     end
     local ok, err = wait(0, M.READ, nil)
-    if ok == nil and err ~= EBADF then errors.raise(err) end
+    if err == EBUSY then
+      errors.throw("RuntimeError", "another task is already waiting in "
+                   .. "input()", 2)
+    end
+    if ok == nil and err ~= EBADF then errors.raise(err, 2) end
     local data, errno = raw.read(0, 4096)
     if data == nil and errno ~= EAGAIN and errno ~= EBADF then
       errors.raise(errno)
@@ -120,13 +135,22 @@ local co_resume, co_create, co_close = coroutine.resume, coroutine.create,
                                        coroutine.close
 
 local function forward(co, ok, first, ...)
-  if ok and first == SENTINEL and isyieldable() then
-    return forward(co, co_resume(co, yield(SENTINEL, ...)))
+  if ok and first == SENTINEL then
+    if isyieldable() then
+      return forward(co, co_resume(co, yield(SENTINEL, ...)))
+    end
+    -- Resumed where the task cannot yield (a C-call boundary such as a
+    -- gsub callback): wait here, blocking the process, as a wait made
+    -- right there would; the sentinel must never reach the caller.
+    return forward(co, co_resume(co, fdwait(...)))
   end
   return ok, first, ...
 end
 
+local current = M.current
+
 local function resume(co, ...)
+  owner[co] = current()
   return forward(co, co_resume(co, ...))
 end
 
@@ -144,8 +168,8 @@ end
 
 function M.install()
   if active then
-    coroutine.resume = resume
-    coroutine.wrap = wrap
+    coroutine.resume = resume     -- luacheck: ignore (forwards waits)
+    coroutine.wrap = wrap         -- luacheck: ignore
   end
   input = M.input             -- luacheck: ignore (Python's builtin)
 end

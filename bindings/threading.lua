@@ -26,14 +26,18 @@ end
 local Event = {}
 Event.__index = Event
 
+-- gen counts set() calls, so a waiter that set() woke returns true even
+-- when clear() ran before it got its turn (Python's Event.wait returns
+-- what the condition said, not the flag at that later moment).
 function M.Event()
-  return setmetatable({ flag = false, waiters = {} }, Event)
+  return setmetatable({ flag = false, gen = 0, waiters = {} }, Event)
 end
 
 function Event:is_set() return self.flag end
 
 function Event:set()
   self.flag = true
+  self.gen = self.gen + 1
   local waiters = self.waiters
   self.waiters = {}
   for _, co in ipairs(waiters) do task.wakeup(co, true) end
@@ -51,14 +55,15 @@ function Event:wait(timeout)
   local waiters = self.waiters
   waiters[#waiters + 1] = co
   local deadline = task.deadline(timeout)
-  while not self.flag do
+  local gen = self.gen
+  while not self.flag and self.gen == gen do
     local woke = task.suspend(deadline)
     if woke == false then break end
   end
   for i = #waiters, 1, -1 do
     if waiters[i] == co then table.remove(waiters, i) end
   end
-  return self.flag
+  return self.flag or self.gen ~= gen
 end
 
 ---------------------------------------------------------------------------
