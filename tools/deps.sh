@@ -3,7 +3,7 @@
 # Debian's packages, if it is not there yet. Uses sudo when not root.
 set -euo pipefail
 
-pkgs=(gcc make cmake pkg-config git lua5.4 liblua5.4-dev lua-busted
+pkgs=(gcc g++ make cmake pkg-config git lua5.4 liblua5.4-dev lua-busted
       libssl-dev python3 procps)
 
 missing=()
