@@ -90,6 +90,7 @@ void msk_loop_free(msk_loop *loop)
 {
     if (loop == NULL)
         return;
+    msk__proc_fini(loop);       /* unwatches SIGCHLD */
     msk__signal_fini(loop);     /* unwatches its fd, so before fini */
     loop->backend->fini(loop);
     msk__timer_fini(loop);
@@ -105,6 +106,11 @@ const char *msk_loop_backend(const msk_loop *loop)
 void msk_loop_stop(msk_loop *loop)
 {
     loop->stop = 1;
+}
+
+int msk_loop_stopped(const msk_loop *loop)
+{
+    return loop->stop;
 }
 
 int msk_loop_fd(const msk_loop *loop)

@@ -81,6 +81,7 @@ struct msk_loop {
     uint64_t    tseq;        /* next sequence number */
 
     msk__signals *sig;       /* NULL until a signal is watched */
+    struct msk__procs *procs; /* proc.c; NULL until a child is spawned */
 };
 
 /* Hand one event from the backend to the fd's callback, unless gen shows
@@ -98,5 +99,7 @@ int  msk__timer_run(msk_loop *loop, uint64_t limit);
 
 /* signal.c: drop every signal watch of the loop, restoring each signal. */
 void msk__signal_fini(msk_loop *loop);
+/* proc.c: forget every child (they are not killed), before signal fini. */
+void msk__proc_fini(msk_loop *loop);
 
 #endif /* MSK_LOOP_INTERNAL_H */

@@ -21,10 +21,31 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version: these three lines are its one source of truth. CMake reads
+ * them for project(VERSION), the library's SONAME, moonsock.pc and the
+ * package config; MSK_VERSION and `moonsock --version` derive from them.
+ * While MAJOR is 0, a MINOR bump may break the ABI (SONAME .so.0.MINOR). */
 #define MSK_VERSION_MAJOR 0
 #define MSK_VERSION_MINOR 1
 #define MSK_VERSION_PATCH 0
-#define MSK_VERSION "0.1.0"
+
+#define MSK_VERSION_STR_(a, b, c)  #a "." #b "." #c
+#define MSK_VERSION_XSTR_(a, b, c) MSK_VERSION_STR_(a, b, c)
+/* "MAJOR.MINOR.PATCH" */
+#define MSK_VERSION MSK_VERSION_XSTR_(MSK_VERSION_MAJOR, MSK_VERSION_MINOR, \
+                                      MSK_VERSION_PATCH)
+/* One comparable number, e.g. #if MSK_VERSION_NUM >= 10200 for 1.2.0. */
+#define MSK_VERSION_NUM (MSK_VERSION_MAJOR * 10000 + \
+                         MSK_VERSION_MINOR * 100 + MSK_VERSION_PATCH)
+
+/* The version of the library linked at run time (version.c), which may
+ * differ from the header a host was compiled with: compare the two. */
+const char *msk_version(void);
+int msk_version_num(void);
 
 /* ---- errors (error.c) ------------------------------------------------ */
 
@@ -93,6 +114,10 @@ const char *msk_loop_backend(const msk_loop *loop);
 int  msk_loop_run(msk_loop *loop);
 /* Make msk_loop_run() return after the current pass. Safe in callbacks. */
 void msk_loop_stop(msk_loop *loop);
+/* True once msk_loop_stop() was called and no msk_loop_run() has begun
+ * since: how a host that calls msk_loop_step() itself learns that someone
+ * (a callback, a script) asked the loop to end. */
+int  msk_loop_stopped(const msk_loop *loop);
 /* One pass: wait at most timeout_ms (0: do not block, -1: no limit, but
  * never beyond the next timer), dispatch ready fds, then due timers.
  * Returns the number of callbacks run (>= 0) or a negative code. */
@@ -146,6 +171,75 @@ int  msk_signal_unwatch(msk_loop *loop, int signo);
 /* Process-wide, only when the host asks: ignore SIGPIPE. (The core sends
  * with MSG_NOSIGNAL anyway; this covers writes to pipes.) */
 void msk_signal_ignore_sigpipe(void);
+
+/* ---- child processes (proc.c) --------------------------------------- */
+
+/* A child process the loop reaps. Every child runs in a process group of
+ * its own (pgid == pid), starts with the default signal dispositions and
+ * an empty signal mask, and inherits no descriptor but 0, 1 and 2. Exits
+ * are noticed through SIGCHLD, watched with msk_signal_watch() while any
+ * child is running (so that loop owns SIGCHLD meanwhile, and a running
+ * child keeps msk_loop_run() going), then collected with waitpid(pid,
+ * WNOHANG) for each known child: children spawned some other way are
+ * never reaped here, so io.popen and system() keep working. */
+typedef struct msk_proc msk_proc;
+
+/* The child has exited and been reaped. code is Python's returncode: the
+ * exit status (0..255), or -N when signal N ended it. Runs from the loop;
+ * it may call msk_proc_free(p). */
+typedef void msk_proc_fn(msk_proc *p, int code, void *udata);
+
+/* What a child's fd 0, 1 or 2 becomes. */
+enum msk_stdio_how {
+    MSK_STDIO_INHERIT = 0,   /* the parent's same fd */
+    MSK_STDIO_PIPE,          /* a new pipe; the parent's end is returned */
+    MSK_STDIO_DEVNULL,       /* /dev/null */
+    MSK_STDIO_STDOUT,        /* fd 2 only: wherever fd 1 goes */
+    MSK_STDIO_FD             /* dup of the parent's fd (msk_stdio.fd) */
+};
+
+typedef struct msk_stdio {
+    int how;                 /* enum msk_stdio_how */
+    int fd;                  /* for MSK_STDIO_FD */
+} msk_stdio;
+
+/* All zeros is a valid default apart from argv: inherit fds, env, cwd. */
+typedef struct msk_proc_opts {
+    const char  *file;       /* program; NULL: argv[0]. Without a '/' it
+                              * is searched in path. */
+    char *const *argv;       /* NULL-terminated; argv[0] required */
+    char *const *envp;       /* NULL-terminated; NULL: the parent's */
+    const char  *cwd;        /* NULL: the parent's */
+    const char  *path;       /* search path; NULL: PATH of envp, else the
+                              * parent's PATH, else /usr/bin:/bin */
+    msk_stdio    stdio[3];
+} msk_proc_opts;
+
+/* Start a child. fds (may be NULL) receives, for each of 0, 1, 2, the
+ * parent's end of a pipe (non-blocking, close-on-exec, owned by the
+ * caller) or -1. fn (may be NULL) runs once when the child is reaped.
+ * Returns 0, or -errno from the pipes or posix_spawn (-ENOENT: no such
+ * program, -EACCES: not executable); nothing is left open on failure. */
+int   msk_proc_spawn(msk_loop *loop, msk_proc **pp,
+                     const msk_proc_opts *opts, int fds[3],
+                     msk_proc_fn *fn, void *udata);
+/* Forget p. If the child still runs, the loop reaps it later and then
+ * frees the record; fn is not called any more. NULL is allowed. */
+void  msk_proc_free(msk_proc *p);
+pid_t msk_proc_pid(const msk_proc *p);
+/* 1 and *code set once the child has been reaped, else 0. */
+int   msk_proc_done(const msk_proc *p, int *code);
+/* Send signo to the child, if it has not been reaped (a reaped pid may
+ * belong to someone else by now). Returns 0, -ESRCH once reaped, or
+ * -errno. */
+int   msk_proc_kill(msk_proc *p, int signo);
+/* Send signo to the child's whole process group, grandchildren included.
+ * Allowed after the child was reaped, while others of its group live:
+ * the pgid cannot be reused until the group is empty. -ESRCH: no one is
+ * left in the group. */
+int   msk_proc_killpg(msk_proc *p, int signo);
+/* Children of this loop not yet reaped, detached ones included. */
+int   msk_proc_count(const msk_loop *loop);
 
 /* ---- file watches (watch.c) ------------------------------------------ */
 
@@ -299,5 +393,66 @@ int    msk_buf_append(msk_buf *b, const void *p, size_t n);  /* 0/-ENOMEM */
 void   msk_buf_consume(msk_buf *b, size_t n);
 /* Offset of the first '\n' in the unread bytes at or after from, or -1. */
 ssize_t msk_buf_find_eol(const msk_buf *b, size_t from);
+
+/* ---- files (file.c) -------------------------------------------------- */
+
+/* Regular files and directories by descriptor (plain ints; the caller
+ * closes them). Every name is one component relative to a directory fd:
+ * empty, ".", "..", or any '/' gives -EINVAL, over 255 bytes
+ * -ENAMETOOLONG, and symlinks are never followed (-ELOOP on open).
+ * Regular files are not pollable: each call blocks for one disk
+ * operation, so callers keep them small and interleave other work. */
+
+typedef struct msk_file_info {
+    int64_t  size;
+    int64_t  mtime_ns;      /* since the epoch */
+    uint64_t dev, ino;
+    unsigned mode;          /* st_mode: S_ISREG(mode) etc. */
+} msk_file_info;
+
+/* Called once per entry but "." and ".."; a nonzero return stops the
+ * listing and becomes msk_file_listdir's result. */
+typedef int msk_file_dir_fn(const char *name, void *udata);
+
+/* 0 if name is one plain component, else -EINVAL / -ENAMETOOLONG. */
+int     msk_file_checkname(const char *name);
+/* Open the directory path (following symlinks: the host's choice), first
+ * creating it with create_mode when that is nonzero. Returns fd / -errno. */
+int     msk_file_opendir(const char *path, unsigned create_mode);
+/* openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode): fd / -errno. */
+int     msk_file_open(int dirfd, const char *name, int flags, unsigned mode);
+int     msk_file_close(int fd);
+/* One pread at off: bytes read (0: end of file) or -errno. */
+ssize_t msk_file_pread(int fd, void *buf, size_t len, int64_t off);
+/* Write all len bytes at off: len, or -errno (-ENOSPC: disk full; some
+ * bytes may have been written, the caller truncates or removes). */
+ssize_t msk_file_pwrite(int fd, const void *buf, size_t len, int64_t off);
+/* fsync (data_only: fdatasync). Also for a directory fd, after a rename. */
+int     msk_file_sync(int fd, int data_only);
+/* Start writeback of [off, off+len) without waiting (sync_file_range),
+ * so a later fsync is short. A hint: 0 where unsupported. */
+int     msk_file_writeback(int fd, int64_t off, int64_t len);
+int     msk_file_truncate(int fd, int64_t len);
+/* fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW); name NULL: fstat(dirfd). */
+int     msk_file_stat(int dirfd, const char *name, msk_file_info *st);
+/* Rename within dirfd. noreplace: -EEXIST if to exists, atomically
+ * (renameat2 RENAME_NOREPLACE, else link + unlink). */
+int     msk_file_rename(int dirfd, const char *from, const char *to,
+                        int noreplace);
+int     msk_file_unlink(int dirfd, const char *name);
+/* Bytes free for unprivileged users and in total on fd's file system. */
+int     msk_file_space(int fd, uint64_t *avail, uint64_t *total);
+/* List dirfd's entries (unsorted) through fn. Returns 0, fn's nonzero
+ * result, or -errno. dirfd's own offset is untouched. */
+int     msk_file_listdir(int dirfd, msk_file_dir_fn *fn, void *udata);
+/* Extended attributes on an open fd ("user.*" keys). get returns the
+ * value's length or -errno (-ENODATA: none, -ENOTSUP: not supported). */
+int     msk_file_setxattr(int fd, const char *key, const void *val,
+                          size_t len);
+ssize_t msk_file_getxattr(int fd, const char *key, void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* MSK_H */
