@@ -46,8 +46,43 @@ void    msk__rt_log(msk_rt *rt, int level, const char *fmt, ...);
  * the function, then the arguments (last on top). Pops them all and
  * pushes the task's coroutine.              [-(nargs+1), +1, m] */
 int     msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon);
+/* The loop the runtime runs on (for bindings that add their own loop
+ * events, as reload.c's file watches do). */
+msk_loop *msk__rt_loop(const msk_rt *rt);
 /* Tasks alive, and how many of them keep the program running. */
 int     msk__rt_count(const msk_rt *rt, int *nlive);
+
+/* The Lua memory cap (memcap.c): a counting allocator with a limit. */
+typedef struct msk_memcap {
+    size_t used, limit, peak;   /* bytes; limit 0: no cap */
+    size_t refused;             /* allocations refused so far */
+    int relaxed;                /* > 0: the cap is not enforced */
+} msk_memcap;
+void *msk__memcap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Make L (from luaL_newstate) count its memory in m, capped at limit
+ * bytes (0: no cap). */
+void  msk__memcap_install(lua_State *L, msk_memcap *m, size_t limit);
+/* Suspend (on = 1) or restore (on = 0) the cap around runtime code that
+ * runs unprotected; calls nest. No-op if L has no cap. */
+void  msk__memcap_relax(lua_State *L, int on);
+void  msk__memcap_setlimit(lua_State *L, size_t limit);
+/* Default cap: room for 50,000 idle connections (a few KiB of Lua heap
+ * each, about 200 MiB in all) several times over, and still well below
+ * a server's RAM. docs/hardening.md has the figures. */
+#define MSK_DEFAULT_MAX_MEMORY_MB 1024
+
+/* The CPU budget of a task (task.c): how long it may run without
+ * waiting before it is stopped with an error. 0 turns it off. Uses a
+ * timer on the loop thread's CPU clock and SIGVTALRM; if the host has a
+ * SIGVTALRM handler of its own, the budget is off (and logged). */
+#define MSK_DEFAULT_CPU_BUDGET_MS 1000
+void    msk__rt_set_budget(msk_rt *rt, int64_t ms);
+/* The task runtime counts its resumes; socket.c reads the counter to
+ * cap the bytes one resume may move (fairness). NULL without a runtime. */
+const volatile uint64_t *msk__rt_resumes(const msk_rt *rt);
+/* Exempt the task whose coroutine is co from the CPU budget (the main
+ * chunk of a script: a program may compute as long as it likes). */
+void    msk__rt_exempt(lua_State *co);
 
 /* The embedded Lua halves of the bindings (generated luasrc.c). */
 typedef struct msk_luasrc {

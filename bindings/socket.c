@@ -12,6 +12,16 @@
  * Addresses cross the boundary as Python tuples made Lua arrays:
  * {host, port} for AF_INET, {host, port, flowinfo, scope_id} for
  * AF_INET6, a path string for AF_UNIX.
+ *
+ * Fairness: one run of a task (one resume) may move at most RUN_QUOTA
+ * bytes through recv, recvfrom and send. Past it they answer EAGAIN
+ * without a syscall, so socket.lua waits for readiness like any other
+ * EAGAIN: the task yields, the loop serves everyone else, and level-
+ * triggered readiness brings the task straight back on the next pass. A
+ * client pushing data as fast as it can thus costs the others at most
+ * RUN_QUOTA bytes of work per pass. Only where waiting is possible: not
+ * for a non-blocking socket (its caller asked for EAGAIN to mean "no
+ * data"), not where the task cannot yield, not without a runtime.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -32,6 +42,30 @@
  * the only allocation per read. recv(n) returns at most n bytes, as in
  * Python, so reading no more than the scratch holds keeps the semantics. */
 #define SCRATCH_SIZE (256 * 1024)
+#define RUN_QUOTA (256 * 1024)
+
+/* The upvalue every function here shares: recv's scratch buffer and the
+ * per-run byte count, kept here so the common path reads one pointer. */
+typedef struct scratch {
+    const volatile uint64_t *resumes;  /* the runtime's runs, or NULL */
+    uint64_t run;             /* *resumes when moved was last reset */
+    size_t moved;             /* bytes moved in that run */
+    char data[SCRATCH_SIZE];
+} scratch;
+
+/* True when this run has moved its quota and may wait instead. */
+static int overquota(lua_State *L, scratch *sc, const sock_box *box)
+{
+    if (sc->resumes == NULL)
+        return 0;
+    if (sc->run != *sc->resumes) {
+        sc->run = *sc->resumes;     /* a new run: a fresh quota */
+        sc->moved = 0;
+        return 0;
+    }
+    return sc->moved >= RUN_QUOTA && box->timeout != 0.0 &&
+           lua_isyieldable(L);
+}
 
 static int pushfail(lua_State *L, int code)     /* nil, errno   [-0, +2] */
 {
@@ -293,7 +327,7 @@ static int sock_recv(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 0, 2, "negative buffersize in recv");
     CHECKOPEN(L, box);
-    char *scratch = lua_touserdata(L, lua_upvalueindex(1));
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
     size_t want = (size_t)n < SCRATCH_SIZE ? (size_t)n : SCRATCH_SIZE;
     if (want == 0) {
         lua_pushliteral(L, "");
@@ -306,11 +340,14 @@ static int sock_recv(lua_State *L)
         box->drained = 0;
         return pushfail(L, -EAGAIN);
     }
-    ssize_t got = msk_sock_recv(box->s, scratch, want);
+    if (overquota(L, sc, box))
+        return pushfail(L, -EAGAIN);
+    ssize_t got = msk_sock_recv(box->s, sc->data, want);
     if (got < 0)
         return pushfail(L, (int)got);
+    sc->moved += (size_t)got;
     box->drained = (size_t)got < want && box->type == SOCK_STREAM;
-    lua_pushlstring(L, scratch, (size_t)got);
+    lua_pushlstring(L, sc->data, (size_t)got);
     return 1;
 }
 
@@ -321,14 +358,17 @@ static int sock_recvfrom(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 0, 2, "negative buffersize in recvfrom");
     CHECKOPEN(L, box);
-    char *scratch = lua_touserdata(L, lua_upvalueindex(1));
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
     size_t want = (size_t)n < SCRATCH_SIZE ? (size_t)n : SCRATCH_SIZE;
     msk_addr from;
     memset(&from, 0, sizeof from);
-    ssize_t got = msk_sock_recvfrom(box->s, scratch, want, &from);
+    if (overquota(L, sc, box))
+        return pushfail(L, -EAGAIN);
+    ssize_t got = msk_sock_recvfrom(box->s, sc->data, want, &from);
     if (got < 0)
         return pushfail(L, (int)got);
-    lua_pushlstring(L, scratch, (size_t)got);
+    sc->moved += (size_t)got;
+    lua_pushlstring(L, sc->data, (size_t)got);
     if (from.len == 0)
         lua_pushnil(L);          /* connected stream: no address */
     else
@@ -346,9 +386,13 @@ static int sock_send(lua_State *L)
     lua_Integer i = luaL_optinteger(L, 3, 1);
     luaL_argcheck(L, i >= 1 && (size_t)i <= len + 1, 3, "out of range");
     CHECKOPEN(L, box);
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
+    if (overquota(L, sc, box))
+        return pushfail(L, -EAGAIN);
     ssize_t n = msk_sock_send(box->s, data + i - 1, len - (size_t)(i - 1));
     if (n < 0)
         return pushfail(L, (int)n);
+    sc->moved += (size_t)n;
     lua_pushinteger(L, n);
     return 1;
 }
@@ -677,7 +721,10 @@ int luaopen__moonsock_socket(lua_State *L)
     }
     lua_pop(L, 1);
     luaL_newlibtable(L, funcs);
-    lua_newuserdatauv(L, SCRATCH_SIZE, 0);     /* shared by recv* */
+    scratch *sc = lua_newuserdatauv(L, sizeof *sc, 0);
+    sc->resumes = msk__rt_resumes(msk__rt_get(L));
+    sc->run = 0;
+    sc->moved = 0;
     luaL_setfuncs(L, funcs, 1);
     for (int i = 0; consts[i].name != NULL; i++) {
         lua_pushinteger(L, consts[i].value);

@@ -102,6 +102,10 @@ end
 
 -- sendall(data): everything or an exception; one deadline for the call.
 function methods:sendall(data)
+  if type(data) ~= "string" then
+    errors.throw("TypeError", ("bad argument #1 to 'sendall' (string "
+                 .. "expected, got %s)"):format(type(data)), 2)
+  end
   local len = #data
   local n, err = send(self, data, 1)
   if n == len then return end

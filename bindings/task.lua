@@ -24,7 +24,8 @@ M.now = now
 M.monotonic = raw.monotonic
 
 -- deadline(seconds|nil) -> absolute monotonic ms, or nil for none.
--- Rounds up, so a wait never ends a millisecond early.
+-- Rounds up, so a wait never ends a millisecond early. A huge timeout
+-- (1e12 s, math.huge) gives a float that task.c clamps to "never".
 function M.deadline(timeout)
   if timeout == nil or timeout < 0 then return nil end
   return now() + ceil(timeout * 1000)
@@ -44,6 +45,9 @@ local wait = M.wait
 function M.sleep(seconds)
   if type(seconds) ~= "number" then
     errors.throw("TypeError", "sleep() argument must be a number", 2)
+  end
+  if seconds ~= seconds then
+    errors.throw("ValueError", "Invalid value NaN (not a number)", 2)
   end
   if seconds < 0 then
     errors.throw("ValueError", "sleep length must be non-negative", 2)
@@ -131,8 +135,10 @@ end
 
 -- coroutine.resume and coroutine.wrap that forward a nested coroutine's
 -- waits to the task it runs in (cqueues' auxlib.resume does the same).
-local co_resume, co_create, co_close = coroutine.resume, coroutine.create,
-                                       coroutine.close
+-- raw.resume is coroutine.resume that also tells the runtime which
+-- thread runs (for the CPU budget); a plain lua5.4 has only Lua's.
+local co_resume = raw.resume or coroutine.resume
+local co_create, co_close = coroutine.create, coroutine.close
 
 local function forward(co, ok, first, ...)
   if ok and first == SENTINEL then
