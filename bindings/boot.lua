@@ -3,9 +3,13 @@
 -- Runs the script's main chunk (already compiled by host.c) with its
 -- arguments. A chunk that returns nothing was a program: moonsock exits
 -- when it and its non-daemon threads are done. A chunk that returns a
--- handler table is served (socketserver.serve_script). An uncaught error
--- is printed as "moonsock: message" with a traceback and the program exits
--- with status 1, as lua.c does.
+-- handler table is served (serve.serve_script, built on socketserver).
+-- An uncaught error is printed as "moonsock: message" with a traceback
+-- and the program exits with status 1, as lua.c does.
+--
+-- As Python puts a script's directory first on sys.path, the script's
+-- directory comes first on package.path, so a handler's own modules are
+-- found wherever moonsock is started from (and hot reload watches them).
 
 local task = require "moonsock.task"
 local host = require "_moonsock.host"
@@ -23,7 +27,18 @@ local function fail(msg, status)
   task.stop()
 end
 
+local function add_script_dir(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == nil then dir = "." elseif dir == "" then dir = "/" end
+  local entries = dir .. "/?.lua;" .. dir .. "/?/init.lua;"
+  if package.path:sub(1, #entries) ~= entries then
+    package.path = entries .. package.path
+  end
+end
+
 return function(chunk, path, ...)
+  add_script_dir(path)
+  local args = table.pack(...)
   local ok, result = xpcall(chunk, handler, ...)
   if not ok then return fail(result) end
   if result == nil then return end
@@ -32,7 +47,9 @@ return function(chunk, path, ...)
                  .. "function (or return nothing from a program)")
                 :format(path, type(result)), 2)
   end
-  local serve_ok, err = xpcall(require("moonsock.serve").serve_script,
-                               handler, result, path, host.options())
-  if not serve_ok then return fail(err) end
+  -- Serving fails on configuration (a bad address, a port in use): say
+  -- what, without a traceback, as for a bad command-line option.
+  local serve_ok, err = pcall(require("moonsock.serve").serve_script,
+                              result, path, host.options(), args)
+  if not serve_ok then return fail(tostring(err)) end
 end

@@ -29,8 +29,13 @@ struct msk_host {
     int own_loop, own_lua;
     int loaded;
     int options_ref;      /* the options table, shared with Lua */
+    msk_memcap mem;       /* the memory cap of a state we created */
+    void *udata;          /* opts->udata, for msk_host_udata() */
     char err[512];
 };
+
+/* Registry key of the light userdata pointing at L's host. */
+static const char HOSTKEY = 'h';
 
 /* Modules whose names are Python's; the other halves are moonsock.* */
 static const char *python_names[] = {
@@ -149,6 +154,8 @@ int msk_host_new(msk_host **hp, msk_loop *loop, lua_State *L,
             msk_host_free(h);
             return -ENOMEM;
         }
+        msk__memcap_install(L, &h->mem,
+                            (size_t)MSK_DEFAULT_MAX_MEMORY_MB << 20);
         luaL_openlibs(L);
         h->own_lua = 1;
     }
@@ -157,10 +164,16 @@ int msk_host_new(msk_host **hp, msk_loop *loop, lua_State *L,
     msk__rt_set_log(h->rt, opts ? opts->log : NULL,
                     opts ? opts->log_udata : NULL,
                     opts ? opts->log_level : MSK_LOG_INFO);
+    h->udata = opts ? opts->udata : NULL;
+    lua_pushlightuserdata(L, h);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOSTKEY);
     lua_pushcfunction(L, setup);
     lua_pushlightuserdata(L, h);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "moonsock: %s\n", lua_tostring(L, -1));
+        /* No host is left to hold the text: the log callback gets it. */
+        msk__rt_log(h->rt, MSK_LOG_ERROR, "cannot set up the modules: %s",
+                    lua_tostring(L, -1));
+        lua_pop(L, 1);
         msk_host_free(h);
         return -EINVAL;
     }
@@ -172,6 +185,10 @@ void msk_host_free(msk_host *h)
 {
     if (h == NULL)
         return;
+    if (!h->own_lua && h->L) {
+        lua_pushnil(h->L);              /* the caller's L outlives us */
+        lua_rawsetp(h->L, LUA_REGISTRYINDEX, &HOSTKEY);
+    }
     if (h->own_lua && h->L)
         lua_close(h->L);
     if (h->own_loop && h->loop)
@@ -180,12 +197,23 @@ void msk_host_free(msk_host *h)
 }
 
 lua_State *msk_host_lua(msk_host *h) { return h->L; }
+
+void *msk_host_udata(lua_State *L)
+{
+    msk_host *h;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &HOSTKEY);
+    h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h != NULL ? h->udata : NULL;
+}
 msk_loop *msk_host_loop(msk_host *h) { return h->loop; }
 
 int msk_host_set_option(msk_host *h, const char *name, const char *value)
 {
     static const char *known[] = {"listen", "max-connections", "timeout",
-                                  "grace", "backlog", "reload", NULL};
+                                  "grace", "backlog", "reload",
+                                  "reload-poll", "max-memory",
+                                  "cpu-budget", NULL};
     int ok = 0;
     for (int i = 0; known[i] != NULL; i++)
         if (strcmp(known[i], name) == 0)
@@ -193,6 +221,17 @@ int msk_host_set_option(msk_host *h, const char *name, const char *value)
     if (!ok)
         return seterr(h, -EINVAL, "unknown option '%s'", name);
     lua_State *L = h->L;
+    /* The two limits the C runtime enforces itself (docs/hardening.md). */
+    if (strcmp(name, "max-memory") == 0 || strcmp(name, "cpu-budget") == 0) {
+        char *end;
+        double v = strtod(value, &end);
+        if (end == value || *end != '\0' || !(v >= 0) || v > 1e9)
+            return seterr(h, -EINVAL, "--%s: bad value '%s'", name, value);
+        if (name[0] == 'm')
+            msk__memcap_setlimit(L, (size_t)(v * 1048576.0));
+        else
+            msk__rt_set_budget(h->rt, (int64_t)(v * 1000.0 + 0.5));
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->options_ref);
     if (strcmp(name, "listen") == 0) {
         /* Repeatable: a list. */
@@ -280,6 +319,7 @@ static int do_load(lua_State *L)
     if (rc < 0)
         return luaL_error(L, "cannot start the main task: %s",
                           msk_strerror(rc));
+    msk__rt_exempt(lua_tothread(L, -1));   /* a program may compute */
     lua_pop(L, 1);
     return 0;
 }
@@ -313,6 +353,11 @@ int msk_host_step(msk_host *h, int timeout_ms)
     int rc = msk_loop_step(h->loop, timeout_ms);
     if (rc < 0)
         return rc;
+    /* The runtime stops the loop when the last live task ends, and
+     * task.stop() and msk_host_stop() stop it too: the program is over
+     * even if daemon tasks or idle connections remain. */
+    if (msk_loop_stopped(h->loop))
+        return 0;
     msk__rt_count(h->rt, &live);
     return live > 0 ? 1 : 0;
 }

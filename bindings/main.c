@@ -40,13 +40,28 @@ static const char usage[] =
 "  --grace SECONDS        on SIGTERM/SIGINT, stop accepting and wait this\n"
 "                         long for handlers to finish (default 10)\n"
 "  --backlog N            listen backlog (default 1024)\n"
+"  --max-memory MIB       cap the Lua heap at MIB mebibytes; an allocation\n"
+"                         past it is a memory error in the task that made\n"
+"                         it (default 1024; 0: no cap)\n"
+"  --cpu-budget SECONDS   stop a task (not the main chunk) that runs this\n"
+"                         long without waiting, with an error (default 1;\n"
+"                         0: no budget)\n"
+"  --no-reload            do not watch the script and its modules for\n"
+"                         changes (SIGHUP and server:reload() still\n"
+"                         reload it)\n"
+"  --reload-poll MS       watch files by polling their mtime every MS\n"
+"                         milliseconds instead of with inotify\n"
 "  --log-level LEVEL      debug, info, warn or error (default info)\n"
 "  --backend NAME         event loop backend: epoll or poll\n"
 "                         (default: $MSK_BACKEND, else epoll)\n"
 "  --version              print the version and exit\n"
 "  --help                 print this help and exit\n"
 "\n"
-"Logs go to stderr, one line per event: time, level, message.\n";
+"Logs go to stderr, one line per event: time, level, message.\n"
+"\n"
+"A served script is reloaded in place when it or a Lua module it loaded\n"
+"from the project changes, and on SIGHUP; a broken version is refused\n"
+"and the running one keeps serving. SIGTERM/SIGINT stop the server.\n";
 
 static void die(const char *fmt, ...)
 {
@@ -90,6 +105,10 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"grace", required_argument, NULL, 'g'},
         {"backlog", required_argument, NULL, 'b'},
+        {"max-memory", required_argument, NULL, 'M'},
+        {"cpu-budget", required_argument, NULL, 'C'},
+        {"no-reload", no_argument, NULL, 'R'},
+        {"reload-poll", required_argument, NULL, 'P'},
         {"log-level", required_argument, NULL, 'L'},
         {"backend", required_argument, NULL, 'B'},
         {"version", no_argument, NULL, 'V'},
@@ -106,7 +125,7 @@ int main(int argc, char **argv)
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-        const char *name = NULL;
+        const char *name = NULL, *value = optarg;
         switch (c) {
         case 'l':
             name = "listen";
@@ -125,6 +144,22 @@ int main(int argc, char **argv)
             break;
         case 'b':
             name = "backlog";
+            check_number(name, optarg, 1, 1);
+            break;
+        case 'M':
+            name = "max-memory";
+            check_number(name, optarg, 0, 0);
+            break;
+        case 'C':
+            name = "cpu-budget";
+            check_number(name, optarg, 0, 0);
+            break;
+        case 'R':
+            name = "reload";
+            value = "no";
+            break;
+        case 'P':
+            name = "reload-poll";
             check_number(name, optarg, 1, 1);
             break;
         case 'L':
@@ -162,7 +197,7 @@ int main(int argc, char **argv)
             if (nopts == 64)
                 die("too many options");
             names[nopts] = name;
-            values[nopts++] = optarg;
+            values[nopts++] = value;
         }
     }
     if (optind >= argc) {

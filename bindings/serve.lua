@@ -1,25 +1,30 @@
 -- serve.lua -- how the moonsock program serves a handler table.
 --
 -- `moonsock SCRIPT` runs SCRIPT; when it returns a handler table (shaped
--- like Python's BaseRequestHandler), serve_script binds its addresses and
--- runs one task per connection: setup, handle, finish with self.request,
--- self.client_address and self.server set as in Python. Instances find
--- their methods through the server's *current* handler table, so a
--- reloaded table reaches live connections at their next method call.
--- State that must outlive a reload lives in self.server.state.
+-- like Python's BaseRequestHandler), serve_script builds a script server
+-- and serves it. The script server is a socketserver server like any
+-- other -- ThreadingTCPServer, or ThreadingUDPServer when the table asks
+-- for datagrams -- with ScriptMixin in front, which adds what the program
+-- needs: several listeners (--listen is repeatable, and each may be IPv4,
+-- IPv6 or unix:PATH), --max-connections (over it a TCP client gets one
+-- error line and is closed), --timeout (idle timeout of a connection),
+-- graceful SIGTERM/SIGINT, a log line for each handler error, and hot
+-- reload (reload.lua).
 --
--- Limits (each with an option): --max-connections (over it a client gets
--- one error line and is closed), --timeout (idle timeout of a served
--- connection), --grace (how long SIGTERM waits for handlers), --backlog.
+-- Instances find their methods through server.handler, the *current*
+-- handler table, so a reloaded table reaches live connections at their
+-- next method call. State that must outlive a reload lives in
+-- server.state.
 
 local socket = require "socket"
+local socketserver = require "socketserver"
 local task = require "moonsock.task"
 local errors = require "moonsock.errors"
+local reload = require "moonsock.reload"
 local raw = require "_moonsock.socket"
 
 local M = {}
 
-local E = errors.errno
 local INFO, WARN, ERROR, DEBUG = task.INFO, task.WARN, task.ERROR,
                                  task.DEBUG
 
@@ -42,6 +47,12 @@ function M.format_address(family, addr)
     return ("[%s]:%d"):format(addr[1], addr[2])
   end
   return ("%s:%d"):format(addr[1], addr[2])
+end
+
+local function peer_text(addr)
+  if type(addr) ~= "table" then return tostring(addr) end
+  return M.format_address(#addr == 4 and socket.AF_INET6 or socket.AF_INET,
+                          addr)
 end
 
 -- Turn one listen value into (family, address): a spec string
@@ -96,174 +107,343 @@ local function number_option(options, handler, name, key, min)
   return v
 end
 
----------------------------------------------------------------------------
--- one connection
-
--- Message handler: keep the error object and add the traceback.
-local function catch(err)
-  local ok, msg = pcall(tostring, err)
-  if not ok or type(msg) ~= "string" then msg = "(error object)" end
-  return { err = err, traceback = debug.traceback(msg, 2) }
-end
-
-local function report(server, addr, caught, where)
-  local err = caught.err
-  local peer = type(addr) == "table" and M.format_address(
-      #addr == 4 and socket.AF_INET6 or socket.AF_INET, addr)
-      or tostring(addr)
-  if errors.isinstance(err, "TimeoutError") and server.timeout then
-    log(INFO, "%s: idle for %gs, closing", peer, server.timeout)
-  elseif errors.isinstance(err, "ConnectionError") then
-    log(INFO, "%s: %s in %s", peer, tostring(err), where)
-  else
-    log(ERROR, "%s: handler %s failed: %s", peer, where, caught.traceback)
+-- socket_type(handler) -> SOCK_STREAM | SOCK_DGRAM: the table's own
+-- socket_type, else datagrams for a DatagramRequestHandler subclass.
+function M.socket_type(handler)
+  local t = handler.socket_type
+  if t == nil then
+    if socketserver.issubclass(handler,
+                               socketserver.DatagramRequestHandler) then
+      return socket.SOCK_DGRAM
+    end
+    return socket.SOCK_STREAM
   end
-end
-
-local function call(h, name)
-  local f = h[name]
-  if f ~= nil then return f(h) end
-end
-
-local function serve_conn(server, conn, addr)
-  if server.timeout then conn:settimeout(server.timeout) end
-  local h = setmetatable({ request = conn, client_address = addr,
-                           server = server }, server.instance_mt)
-  local ok, caught = xpcall(call, catch, h, "setup")
-  if ok then
-    ok, caught = xpcall(call, catch, h, "handle")
-    if not ok then report(server, addr, caught, "handle") end
-    -- finish runs even when handle failed, as in Python.
-    local fok, fcaught = xpcall(call, catch, h, "finish")
-    if not fok then report(server, addr, fcaught, "finish") end
-  else
-    report(server, addr, caught, "setup")
+  if t == "udp" then return socket.SOCK_DGRAM end
+  if t == "tcp" then return socket.SOCK_STREAM end
+  if t ~= socket.SOCK_STREAM and t ~= socket.SOCK_DGRAM then
+    error(("socket_type must be socket.SOCK_STREAM or socket.SOCK_DGRAM, "
+           .. "got %s"):format(tostring(t)), 0)
   end
-  conn:close()
-  server.connections = server.connections - 1
+  return t
 end
 
 ---------------------------------------------------------------------------
--- accepting
+-- ScriptMixin: the program's additions to a socketserver server
+
+local ScriptMixin = socketserver.class()
+M.ScriptMixin = ScriptMixin
+
+ScriptMixin.allow_reuse_address = true
+ScriptMixin.block_on_close = false     -- SIGTERM's grace period instead
 
 local BUSY = "ERROR server busy: too many connections\n"
+M.BUSY = BUSY
 
-local function accept_loop(server, lsock)
-  local last_warn = 0
-  while not server.stopping do
-    local ok, conn, addr = pcall(lsock.accept, lsock)
-    if ok then
-      if server.connections >= server.max_connections then
-        conn:settimeout(0)
-        pcall(conn.send, conn, BUSY)
-        conn:close()
-        server.refused = server.refused + 1
-      else
-        server.connections = server.connections + 1
-        server.accepted = server.accepted + 1
-        task.spawn(serve_conn, server, conn, addr)
-      end
-    else
-      local err = conn
-      if server.stopping or raw.isclosed(lsock) then break end
-      local errno = type(err) == "table" and err.errno
-      if errno == E.EMFILE or errno == E.ENFILE or errno == E.ENOMEM then
-        -- Out of descriptors: the connection stays queued in the
-        -- backlog. Back off instead of spinning; retry when some close.
-        local now = task.now()
-        if now - last_warn > 1000 then
-          log(WARN, "accept: %s; pausing accepts", tostring(err))
-          last_warn = now
-        end
-        task.sleep(0.05)
-      else
-        log(ERROR, "accept: %s", tostring(err))
-        task.sleep(0.01)
-      end
-    end
-  end
+local function super(self, name)
+  return socketserver.super(ScriptMixin, self, name)
 end
 
----------------------------------------------------------------------------
--- shutdown
-
-local function shutdown(server, signo)
-  if server.stopping then
-    log(WARN, "signal %d again: stopping now", signo)
-    task.stop()
-    return
-  end
-  server.stopping = true
-  for _, l in ipairs(server.listeners) do l.socket:close() end
-  log(INFO, "signal %d: listeners closed; waiting up to %gs for %d "
-      .. "connection(s)", signo, server.grace, server.connections)
-  local deadline = task.now() + server.grace * 1000
-  while server.connections > 0 and task.now() < deadline do
-    task.sleep(0.05)
-  end
-  if server.connections > 0 then
-    log(WARN, "grace period over; dropping %d connection(s)",
-        server.connections)
-  end
-  log(INFO, "stopped")
-  task.stop()
-end
-
----------------------------------------------------------------------------
-
--- serve_script(handler, path, options) -> server: bind and start serving.
-function M.serve_script(handler, path, options)
+-- ScriptServer(handler, path, options): bind every listen address.
+-- options are the command line's (strings), overriding the table's.
+function ScriptMixin:__init__(handler, path, options)
   options = options or {}
-  local server = {
-    handler = handler, state = {}, path = path, listeners = {},
-    connections = 0, accepted = 0, refused = 0, stopping = false,
-    version = 1, reloads = 0, last_error = nil,
+  socketserver.BaseServer.__init__(self, nil, handler)
+  self.handler = handler
+  self.path = path
+  self.state = {}
+  self.listeners = {}
+  self.connections, self.accepted, self.refused = 0, 0, 0
+  self.stopping = false
+  self.version, self.reloads, self.failed_reloads = 1, 0, 0
+  self.last_error, self.last_reload_ok = nil, true
+  self.max_connections = number_option(options, handler, "max-connections",
+                                        "max_connections", 1)
+  self.idle_timeout = number_option(options, handler, "timeout", "timeout",
+                                    0)
+  if self.idle_timeout == 0 then self.idle_timeout = nil end
+  -- Python's BaseServer.timeout is handle_request's, which a script
+  -- server never calls; handlers read the idle timeout there.
+  self.timeout = self.idle_timeout
+  self.grace = number_option(options, handler, "grace", "grace", 0)
+  self.request_queue_size = number_option(options, handler, "backlog",
+                                          "backlog", 1)
+  self._instance_mt = {
+    __index = function(_, k) return self.handler[k] end,
   }
-  server.max_connections = number_option(options, handler,
-                                          "max-connections",
-                                          "max_connections", 1)
-  server.timeout = number_option(options, handler, "timeout", "timeout", 0)
-  server.grace = number_option(options, handler, "grace", "grace", 0)
-  server.backlog = number_option(options, handler, "backlog", "backlog", 1)
-  if server.timeout == 0 then server.timeout = nil end
-  server.instance_mt = {
-    __index = function(_, k) return server.handler[k] end,
-  }
-
   for _, a in ipairs(addresses(handler, options)) do
-    local s = socket.socket(a.family, socket.SOCK_STREAM)
+    self.address_family = a.family
+    self.server_address = a.address
+    self.socket = socket.socket(a.family, self.socket_type)
     local ok, err = pcall(function()
-      if a.family ~= socket.AF_UNIX then
-        s:setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-      end
-      if a.family == socket.AF_INET6 then
-        s:setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-      end
-      s:bind(a.address)
-      s:listen(server.backlog)
+      self:server_bind()
+      self:server_activate()
     end)
     if not ok then
-      s:close()
-      for _, l in ipairs(server.listeners) do l.socket:close() end
+      self.socket:close()
+      self:server_close()
       error(("cannot listen on %s: %s"):format(
         M.format_address(a.family, a.address), tostring(err)), 0)
     end
-    local bound = s:getsockname()
-    server.listeners[#server.listeners + 1] = {
-      socket = s, family = a.family, address = bound,
+    self.listeners[#self.listeners + 1] = {
+      socket = self.socket, family = a.family, address = self.server_address,
     }
-    log(INFO, "listening on %s", M.format_address(a.family, bound))
+    log(INFO, "listening on %s%s",
+        M.format_address(a.family, self.server_address),
+        self.socket_type == socket.SOCK_DGRAM and " (udp)" or "")
   end
-  server.server_address = server.listeners[1].address
-  server.socket = server.listeners[1].socket
+  self.socket = self.listeners[1].socket
+  self.server_address = self.listeners[1].address
+  self.address_family = self.listeners[1].family
+end
 
-  for _, l in ipairs(server.listeners) do
-    task.spawn(accept_loop, server, l.socket)
+function ScriptMixin:server_bind()
+  if self.address_family == socket.AF_INET6 then
+    self.socket:setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
   end
-  local function on_signal(signo) shutdown(server, signo) end
+  if self.address_family == socket.AF_UNIX then
+    -- SO_REUSEADDR means nothing for a path; leave it off.
+    self.socket:bind(self.server_address)
+    self.server_address = self.socket:getsockname()
+    return
+  end
+  return super(self, "server_bind")(self)
+end
+
+-- serve_forever([poll_interval]): one serve loop per listener; returns
+-- when shutdown() has stopped them all.
+function ScriptMixin:serve_forever(poll_interval)
+  for i = 2, #self.listeners do
+    task.spawn(self._serve_loop, self, self.listeners[i].socket,
+               poll_interval)
+  end
+  return self:_serve_loop(self.listeners[1].socket, poll_interval)
+end
+
+-- serve(): serve_forever in a task of its own.
+function ScriptMixin:serve()
+  task.spawn(self.serve_forever, self)
+end
+
+function ScriptMixin:get_request(sock)
+  local request, addr = super(self, "get_request")(self, sock)
+  if self.idle_timeout and self.socket_type == socket.SOCK_STREAM then
+    request:settimeout(self.idle_timeout)
+  end
+  return request, addr
+end
+
+-- verify_request: --max-connections. Over the limit a TCP client reads
+-- one line saying so; a datagram gets the same line as its answer.
+function ScriptMixin:verify_request(request, client_address)
+  if self.stopping then return false end
+  if self.connections < self.max_connections then return true end
+  self.refused = self.refused + 1
+  if self.socket_type == socket.SOCK_STREAM then
+    request:settimeout(0)
+    pcall(request.send, request, BUSY)
+  else
+    pcall(request[2].sendto, request[2], BUSY, client_address)
+  end
+  return false
+end
+
+-- One request, in its own task: what ThreadingMixIn's thread and
+-- BaseRequestHandler's constructor do together (setup, handle, finish
+-- even when handle failed, handle_error, shutdown_request), written flat.
+-- An idle connection's coroutine holds every frame between here and its
+-- recv, so each frame saved is stack saved per connection; and the
+-- script server's hooks are its own, so none is skipped by doing so.
+-- Each method is read from the instance when it is called, which reads
+-- server.handler: after a reload, the next call runs the new code.
+local remember = socketserver._remember
+local BaseInit = socketserver.BaseRequestHandler.__init__
+
+local function noop() end
+
+local function serve_request(self, request, client_address)
+  local h = setmetatable({ request = request,
+                           client_address = client_address,
+                           server = self }, self._instance_mt)
+  local ok, err
+  local init = h.__init__
+  if init ~= nil and init ~= BaseInit then
+    -- A handler class with its own constructor: run it as Python would.
+    ok, err = xpcall(init, remember, h, request, client_address, self)
+  else
+    ok, err = xpcall(h.setup or noop, remember, h)
+    if ok then
+      ok, err = xpcall(h.handle, remember, h)
+      local fok, ferr = xpcall(h.finish or noop, remember, h)
+      if not fok then
+        if not ok then
+          log(ERROR, "%s: handler handle failed: %s",
+              peer_text(client_address), socketserver.traceback(err))
+        end
+        ok, err = fok, ferr          -- Python: finish's error wins
+      end
+    end
+  end
+  local hok, herr = true, nil
+  if not ok then
+    hok, herr = pcall(self.handle_error, self, request, client_address, err)
+  end
+  local sok, serr = pcall(self.shutdown_request, self, request)
+  self.connections = self.connections - 1
+  if not (hok and sok) then
+    log(ERROR, "%s: %s", peer_text(client_address),
+        tostring(hok and serr or herr))
+  end
+end
+
+-- process_request: count the request and start its task.
+function ScriptMixin:process_request(request, client_address)
+  self.connections = self.connections + 1
+  self.accepted = self.accepted + 1
+  task.spawn(serve_request, self, request, client_address)
+end
+
+-- finish_request: the same steps in the calling task (Python's hook, for
+-- anyone who calls it directly).
+function ScriptMixin:finish_request(request, client_address)
+  local h = setmetatable({}, self._instance_mt)
+  local init = h.__init__ or BaseInit
+  init(h, request, client_address, self)
+end
+
+function ScriptMixin:active_count()
+  return self.connections
+end
+
+-- handle_error: a handler's error ends its own connection, with a
+-- traceback in the log; an idle timeout or a vanished client is routine.
+function ScriptMixin:handle_error(request, client_address, err)
+  local peer = peer_text(client_address)
+  if errors.isinstance(err, "TimeoutError") and self.idle_timeout then
+    log(INFO, "%s: idle for %gs, closing", peer, self.idle_timeout)
+  elseif errors.isinstance(err, "ConnectionError") then
+    log(INFO, "%s: %s", peer, tostring(err))
+  else
+    log(ERROR, "%s: handler failed: %s", peer, socketserver.traceback(err))
+  end
+end
+
+-- server_close(): close every listener (and remove unix socket files).
+function ScriptMixin:server_close()
+  for _, l in ipairs(self.listeners) do
+    if l.socket:fileno() >= 0 then
+      l.socket:close()
+      if l.family == socket.AF_UNIX and type(l.address) == "string" and
+         l.address ~= "" and l.address:byte(1) ~= 0 then
+        os.remove(l.address)
+      end
+    end
+  end
+  if self.reloader then self.reloader:close() end
+end
+
+-- reload() -> true, version | false, message: reload the script now.
+function ScriptMixin:reload(trigger)
+  if not self.reloader then return false, "reload is not set up" end
+  return self.reloader:reload(trigger or "Lua call")
+end
+
+-- status() -> table: what a monitor wants to know.
+function ScriptMixin:status()
+  return {
+    version = self.version, reloads = self.reloads,
+    failed_reloads = self.failed_reloads, last_error = self.last_error,
+    last_reload_ok = self.last_reload_ok, connections = self.connections,
+    accepted = self.accepted, refused = self.refused,
+    path = self.path,
+  }
+end
+
+-- stop([grace]): stop accepting, close the listeners, wait up to grace
+-- seconds for the connections to end. Returns the connections left.
+function ScriptMixin:stop(grace)
+  if self.stopping then return self.connections end
+  self.stopping = true
+  self:shutdown()
+  self:server_close()
+  grace = grace or self.grace
+  log(INFO, "listeners closed; waiting up to %gs for %d connection(s)",
+      grace, self.connections)
+  local deadline = task.now() + grace * 1000
+  while self.connections > 0 and task.now() < deadline do
+    task.sleep(0.02)
+  end
+  if self.connections > 0 then
+    log(WARN, "grace period over; dropping %d connection(s)",
+        self.connections)
+  end
+  return self.connections
+end
+
+M.ScriptTCPServer = socketserver.class(ScriptMixin,
+                                       socketserver.ThreadingTCPServer)
+M.ScriptUDPServer = socketserver.class(ScriptMixin,
+                                       socketserver.ThreadingUDPServer)
+
+---------------------------------------------------------------------------
+
+-- start(handler, path, options, args) -> server: bind, start serving and
+-- set up reloading, but install no signal handlers (specs use this).
+-- options: the command line's ("listen", "max-connections", "timeout",
+-- "grace", "backlog", "reload" = "no", "reload-poll" = ms).
+function M.start(handler, path, options, args)
+  options = options or {}
+  local stype = M.socket_type(handler)
+  local cls = stype == socket.SOCK_DGRAM and M.ScriptUDPServer
+              or M.ScriptTCPServer
+  local server = cls(handler, path, options)
+  local poll = options["reload-poll"] and tonumber(options["reload-poll"])
+  server.reloader = reload.new(server, {
+    path = path, args = args, poll_ms = poll,
+    watch = options.reload ~= "no",
+    validate = function(h)
+      local ok, t = pcall(M.socket_type, h)
+      if not ok then return t end
+      if t ~= stype then
+        return "a reload cannot switch between TCP and UDP; restart the "
+               .. "server"
+      end
+    end,
+  })
+  server:serve()
+  log(DEBUG, "serving %s", path)
+  return server
+end
+
+-- serve_script(handler, path, options, args) -> server: what `moonsock
+-- SCRIPT` does with a returned handler table. SIGTERM/SIGINT stop it
+-- (a second signal stops at once); SIGHUP reloads it.
+function M.serve_script(handler, path, options, args)
+  -- Signals are watched before the listeners exist, so a SIGTERM that
+  -- follows the "listening on" line at once is never the default
+  -- disposition killing the process.
+  local server
+  local function on_signal(signo)
+    if server == nil or server.stopping then
+      log(WARN, "signal %d%s: stopping now", signo,
+          server and " again" or "")
+      task.stop()
+      return
+    end
+    log(INFO, "signal %d: stopping", signo)
+    -- A signal runs in a daemon task; the stop runs in one that keeps
+    -- the program alive until the grace period is over.
+    task.spawn(function()
+      server:stop()
+      log(INFO, "stopped")
+      task.stop()
+    end)
+  end
   task.onsignal(task.SIGTERM, on_signal)
   task.onsignal(task.SIGINT, on_signal)
-  log(DEBUG, "serving %s", path)
+  task.onsignal(task.SIGHUP, function()
+    if server then server:reload("SIGHUP") end
+  end)
+  server = M.start(handler, path, options, args)
   return server
 end
 
