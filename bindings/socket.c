@@ -47,6 +47,7 @@
 /* The upvalue every function here shares: recv's scratch buffer and the
  * per-run byte count, kept here so the common path reads one pointer. */
 typedef struct scratch {
+    const void *mt;           /* the socket metatable, for fastbox() */
     const volatile uint64_t *resumes;  /* the runtime's runs, or NULL */
     uint64_t run;             /* *resumes when moved was last reset */
     size_t moved;             /* bytes moved in that run */
@@ -93,6 +94,32 @@ sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto)
 sock_box *msk__sock_check(lua_State *L, int idx)
 {
     return luaL_checkudata(L, idx, MSK_SOCKET_MT);
+}
+
+/* The socket at index 1, for the functions on the hot path: comparing
+ * the metatable's address with the one kept in the scratch upvalue costs
+ * far less than luaL_checkudata's registry lookup by name, and anything
+ * else still gets luaL_checkudata's argument error. */
+static sock_box *fastbox(lua_State *L, const scratch *sc)
+{
+    sock_box *box = lua_touserdata(L, 1);
+    if (box != NULL && lua_getmetatable(L, 1)) {
+        int ours = lua_topointer(L, -1) == sc->mt;
+        lua_pop(L, 1);
+        if (ours)
+            return box;
+    }
+    return msk__sock_check(L, 1);
+}
+
+/* nil, EAGAIN, timeout: would block; the timeout (< 0: None) lets
+ * socket.lua decide how to wait without another call.        [-0, +3] */
+static int pushagain(lua_State *L, const sock_box *box)
+{
+    luaL_pushfail(L);
+    lua_pushinteger(L, EAGAIN);
+    lua_pushnumber(L, box->timeout);
+    return 3;
 }
 
 /* Read a Lua address for family into a. Raises for a value of the wrong
@@ -320,14 +347,14 @@ static int sock_connect_result(lua_State *L)
     return 1;
 }
 
-/* recv(sock, n) -> data | nil, errno                     [-0, +1|2] */
+/* recv(sock, n) -> data | nil, errno [, timeout]          [-0, +1|2|3] */
 static int sock_recv(lua_State *L)
 {
-    sock_box *box = msk__sock_check(L, 1);
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
+    sock_box *box = fastbox(L, sc);
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 0, 2, "negative buffersize in recv");
     CHECKOPEN(L, box);
-    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
     size_t want = (size_t)n < SCRATCH_SIZE ? (size_t)n : SCRATCH_SIZE;
     if (want == 0) {
         lua_pushliteral(L, "");
@@ -338,11 +365,13 @@ static int sock_recv(lua_State *L)
      * non-blocking socket always tries, as its caller expects. */
     if (box->drained && box->timeout != 0.0) {
         box->drained = 0;
-        return pushfail(L, -EAGAIN);
+        return pushagain(L, box);
     }
     if (overquota(L, sc, box))
-        return pushfail(L, -EAGAIN);
+        return pushagain(L, box);
     ssize_t got = msk_sock_recv(box->s, sc->data, want);
+    if (got == -EAGAIN)
+        return pushagain(L, box);
     if (got < 0)
         return pushfail(L, (int)got);
     sc->moved += (size_t)got;
@@ -376,20 +405,22 @@ static int sock_recvfrom(lua_State *L)
     return 2;
 }
 
-/* send(sock, data [, i]) -> n | nil, errno: sends data from byte i (1-based,
- * default 1), so sendall never builds substrings. */
+/* send(sock, data [, i]) -> n | nil, errno [, timeout]: sends data from
+ * byte i (1-based, default 1), so sendall never builds substrings. */
 static int sock_send(lua_State *L)
 {
-    sock_box *box = msk__sock_check(L, 1);
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
+    sock_box *box = fastbox(L, sc);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     lua_Integer i = luaL_optinteger(L, 3, 1);
     luaL_argcheck(L, i >= 1 && (size_t)i <= len + 1, 3, "out of range");
     CHECKOPEN(L, box);
-    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
     if (overquota(L, sc, box))
-        return pushfail(L, -EAGAIN);
+        return pushagain(L, box);
     ssize_t n = msk_sock_send(box->s, data + i - 1, len - (size_t)(i - 1));
+    if (n == -EAGAIN)
+        return pushagain(L, box);
     if (n < 0)
         return pushfail(L, (int)n);
     sc->moved += (size_t)n;
@@ -722,6 +753,9 @@ int luaopen__moonsock_socket(lua_State *L)
     lua_pop(L, 1);
     luaL_newlibtable(L, funcs);
     scratch *sc = lua_newuserdatauv(L, sizeof *sc, 0);
+    luaL_getmetatable(L, MSK_SOCKET_MT);
+    sc->mt = lua_topointer(L, -1);      /* kept alive by the registry */
+    lua_pop(L, 1);
     sc->resumes = msk__rt_resumes(msk__rt_get(L));
     sc->run = 0;
     sc->moved = 0;

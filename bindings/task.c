@@ -96,6 +96,7 @@ struct msk_rt {
     msk_log_fn *log;
     void *log_ud;
     int sigref[65];      /* Lua handler per signal, LUA_NOREF if none */
+    const void *sock_mt; /* the socket metatable, once getfd has seen it */
     /* Read by the SIGVTALRM handler, hence volatile. */
     volatile uint64_t resumes;   /* runs so far: one resume of a task each */
     task *volatile current;      /* the task running now, or NULL */
@@ -392,12 +393,26 @@ static int grow_slots(msk_rt *rt, int fd)
 
 /* The fd at idx: an integer, or a socket (-2 when it is closed, -3 for
  * anything else). Never raises: arm() runs outside any protected call. */
-static int getfd(lua_State *L, int idx)
+static int getfd(lua_State *L, int idx, const void **mt)
 {
     if (lua_type(L, idx) == LUA_TUSERDATA) {
-        sock_box *box = luaL_testudata(L, idx, MSK_SOCKET_MT);
-        if (box == NULL)
-            return -3;
+        /* Every wait on a socket passes here: compare the metatable's
+         * address (cached per runtime) before the lookup by name. */
+        sock_box *box = NULL;
+        if (mt != NULL && *mt != NULL && lua_getmetatable(L, idx)) {
+            if (lua_topointer(L, -1) == *mt)
+                box = lua_touserdata(L, idx);
+            lua_pop(L, 1);
+        }
+        if (box == NULL) {
+            box = luaL_testudata(L, idx, MSK_SOCKET_MT);
+            if (box == NULL)
+                return -3;
+            if (mt != NULL && lua_getmetatable(L, idx)) {
+                *mt = lua_topointer(L, -1);
+                lua_pop(L, 1);
+            }
+        }
         return box->s ? msk_sock_fd(box->s) : -2;
     }
     if (lua_type(L, idx) == LUA_TNUMBER)
@@ -425,7 +440,7 @@ static int arm(msk_rt *rt, task *t, int nres)
 {
     lua_State *co = t->co;
     int base = lua_gettop(co) - nres + 1;
-    int fd = getfd(co, base + 1);
+    int fd = getfd(co, base + 1, &rt->sock_mt);
     unsigned ev = (unsigned)lua_tointeger(co, base + 2);
     int has_deadline = !lua_isnoneornil(co, base + 3);
     int64_t deadline = has_deadline ? todeadline(co, base + 3) : 0;
@@ -896,7 +911,7 @@ static int task_monotonic(lua_State *L)
  * blocking wait used outside the loop. */
 static int task_fdwait(lua_State *L)
 {
-    int fd = getfd(L, 1);
+    int fd = getfd(L, 1, NULL);
     unsigned ev = (unsigned)luaL_checkinteger(L, 2);
     int64_t ms = -1;
     luaL_argcheck(L, fd != -3, 1, "socket or fd expected");
