@@ -8,12 +8,14 @@
  * make are made here: SIGPIPE is ignored and the descriptor limit raised.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "msk.h"
 #include "msk_host.h"
@@ -84,6 +86,22 @@ static void check_number(const char *opt, const char *v, int integer,
         (integer && d != (double)(long long)d) || d > 1e9)
         die("--%s: expected %s >= %g, got '%s'", opt,
             integer ? "an integer" : "a number", min, v);
+}
+
+/* Descriptors 0, 1 and 2 closed at start-up would be handed to the first
+ * sockets moonsock opens: input() would then read a listener and print()
+ * would write to a client. Point them at /dev/null instead. */
+static void guard_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (nfd >= 0 && nfd != fd) {
+                dup2(nfd, fd);
+                close(nfd);
+            }
+        }
+    }
 }
 
 /* A raised soft limit lets one process hold thousands of clients; the
@@ -205,6 +223,7 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
+    guard_std_fds();
     msk_signal_ignore_sigpipe();
     raise_nofile();
 

@@ -263,7 +263,12 @@ function BaseServer:_serve_loop(sock, poll_interval)
         end
       elseif ready == nil and why ~= nil then
         if why == E.EBADF then break end      -- the socket was closed
-        errors.raise(why)
+        -- Any other failure to wait (EBUSY: another task waits on this
+        -- listener) is logged, and the loop carries on after a pause
+        -- rather than ending the server or spinning.
+        task.log(task.ERROR, ("accept wait: %s; retrying"):format(
+          tostring(errors.from_errno(why))))
+        task.sleep(0.1)
       end
       self:service_actions()
     end
