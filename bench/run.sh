@@ -185,7 +185,7 @@ if [ $QUICK -eq 1 ]; then
 else
   T=(--warmup 1 --duration 3)
   C1000=1000; IDLE1=10000; IDLE2=50000; STREAM=$((1 << 30))
-  CHAT_N=1000; XFER=$((1 << 30)); RELOAD_N=1000
+  CHAT_N=1000; XFER=$(((1 << 30) + (1 << 20))); RELOAD_N=1000  # above 1 GiB
 fi
 
 echo_configs() {  # echo_configs SERVER

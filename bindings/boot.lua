@@ -20,9 +20,10 @@ local function handler(err)
   return debug.traceback(msg, 2)
 end
 
+-- The message goes to the host (msk_host_error); the moonsock program
+-- prints it as "moonsock: message", an embedding host where it likes.
 local function fail(msg, status)
-  io.stderr:write("moonsock: ", msg, "\n")
-  io.stderr:flush()
+  host.seterror(msg)
   task.setstatus(status or 1)
   task.stop()
 end

@@ -31,7 +31,7 @@ struct msk_host {
     int options_ref;      /* the options table, shared with Lua */
     msk_memcap mem;       /* the memory cap of a state we created */
     void *udata;          /* opts->udata, for msk_host_udata() */
-    char err[512];
+    char err[8192];      /* last error: load failure or the main chunk's */
 };
 
 /* Registry key of the light userdata pointing at L's host. */
@@ -82,9 +82,21 @@ static int host_options(lua_State *L)
     return 1;
 }
 
+/* seterror(msg): the main chunk failed; the host reads the message with
+ * msk_host_error() and decides where it goes (the library never prints). */
+static int host_seterror(lua_State *L)
+{
+    msk_host *h = lua_touserdata(L, lua_upvalueindex(1));
+    const char *msg = luaL_checkstring(L, 1);
+    seterr(h, 0, "%s", msg);
+    return 0;
+}
+
 static int open_host(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"options", host_options}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"options", host_options},
+                                   {"seterror", host_seterror},
+                                   {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);

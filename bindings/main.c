@@ -244,6 +244,8 @@ int main(int argc, char **argv)
     }
     rc = msk_host_run(h);
     int status = msk_host_status(h);
+    if (status != 0 && msk_host_error(h)[0] != '\0')
+        fprintf(stderr, "moonsock: %s\n", msk_host_error(h));
     if (rc < 0) {
         fprintf(stderr, "moonsock: event loop failed: %s\n",
                 msk_strerror(rc));

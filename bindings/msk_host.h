@@ -107,7 +107,10 @@ void msk_host_stop(msk_host *h);
 /* The exit status the program asked for: 0, 1 after an uncaught error
  * in the main chunk, or what the script passed to os.exit's caller. */
 int  msk_host_status(const msk_host *h);
-/* Text of the last error this API returned. */
+/* Text of the last error: what msk_host_new/load returned, or, once the
+ * program has ended with a non-zero status, the uncaught error of the
+ * main chunk with its traceback (the library prints neither). "" if
+ * none. */
 const char *msk_host_error(const msk_host *h);
 
 #ifdef __cplusplus

@@ -207,6 +207,10 @@ int main(int argc, char **argv)
         rc = own_loop(&app);
 
     int status = msk_host_status(app.host);
+    /* The library prints nothing: an uncaught error of the script's main
+     * chunk comes back here, and this host chooses stderr for it. */
+    if (status != 0 && msk_host_error(app.host)[0] != '\0')
+        fprintf(stderr, "embed_chat: %s\n", msk_host_error(app.host));
     if (rc < 0) {
         fprintf(stderr, "embed_chat: event loop failed: %s\n",
                 msk_strerror(rc));
