@@ -253,7 +253,7 @@ local function authenticate(c, server_timeout)
   while true do
     local sn = secrets.token_bytes(32)
     send_frame(c, "N", 0, sn)
-    local ok, t, id, payload = pcall(read_frame, conn, AUTH_MAX)
+    local ok, t, _, payload = pcall(read_frame, conn, AUTH_MAX)
     if not ok then
       if errors.isinstance(t, "TimeoutError") then
         try_send(c, "F", 0, "authentication timed out")

@@ -499,7 +499,7 @@ function Upload:get(c, args)
   local offset = parse_size(off_s, "OFFSET")
   check_name(name)
   local state = state_of(self.server)
-  local guard <close> = slot(state)
+  local guard <close> = slot(state)  -- luacheck: ignore (held to scope end)
   local ok, f = pcall(fs.open, name, fs.O_RDONLY, 0, { dir_fd = dir })
   if not ok then error(os_refusal(f, name), 0) end
   local sent, size
@@ -574,7 +574,7 @@ function Upload:handle()
   while true do
     local ok, line = pcall(c.readline, c)
     if ok and line == nil then return end
-    local verb, args = "", ""
+    local verb, args = ""
     local result, err
     if ok then
       verb, args = line:match("^(%u+) ?(.*)$")

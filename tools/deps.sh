@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc g++ make cmake pkg-config git lua5.4 liblua5.4-dev lua-busted
-      libssl-dev python3 procps)
+      libssl-dev lua-check python3 procps)
 
 missing=()
 for p in "${pkgs[@]}"; do

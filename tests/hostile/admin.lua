@@ -123,12 +123,12 @@ function commands.SPINCO()
 end
 
 function commands.HOG()
-  local t = {}
+  local t = {}  -- luacheck: ignore (grows until the cap stops it)
   for i = 1, math.huge do t[i] = ("y"):rep(1000) .. i end
 end
 
 function commands.HOGPCALL()
-  local t, i = {}, 0
+  local t, i = {}, 0  -- luacheck: ignore (grows until the cap stops it)
   while true do
     pcall(function()
       i = i + 1

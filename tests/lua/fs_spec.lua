@@ -62,6 +62,7 @@ describe("moonsock.fs", function()
     fs.open("x", fs.O_WRONLY | fs.O_CREAT, 420, { dir_fd = d }):close()
     ok, err = pcall(fs.open, "x", fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL,
                     420, { dir_fd = d })
+    assert.is_false(ok)
     assert.equal("FileExistsError", err.name)
     assert.is_true(errors.isinstance(err, "OSError"))
   end)

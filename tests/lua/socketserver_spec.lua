@@ -549,7 +549,7 @@ describe("Unix stream servers", function()
 end)
 
 describe("the script server (moonsock SCRIPT)", function()
-  local serve = require "moonsock.serve"
+  local serve = require "moonsock.serve"  -- luacheck: ignore 431
 
   it("runs setup, handle, finish through server.handler", function()
     local log = {}

@@ -136,9 +136,11 @@ describe("subprocess.run", function()
     assert.is_false(ok)
     assert.equal("ValueError", err.name)
     ok, err = pcall(subprocess.run, { "true" }, { env = { ["A=B"] = "1" } })
+    assert.is_false(ok)
     assert.equal("ValueError", err.name)
     ok, err = pcall(subprocess.run, { "true" },
                     { input = "x", stdin = subprocess.DEVNULL })
+    assert.is_false(ok)
     assert.equal("ValueError", err.name)
   end)
 
