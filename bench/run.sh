@@ -90,8 +90,19 @@ rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
 # ---- servers -------------------------------------------------------------
-PORT=$((20000 + RANDOM % 20000))
+# Ports start below Linux's ephemeral range (32768-60999), so no client's
+# local port and no server bound to port 0 can hold them; take_port skips
+# any port something already listens on, so a stray server is never
+# measured by mistake.
+PORT=$((10000 + RANDOM % 20000))
 SRV_PID=""
+
+take_port() {
+  PORT=$((PORT + 1))
+  while (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do
+    PORT=$((PORT + 1))
+  done
+}
 
 # server_cmd NAME PORT -> the command line, or nothing if not available.
 server_cmd() {
@@ -131,11 +142,14 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server NAME [CMD]: start on a fresh port, wait until it accepts.
+# start_server NAME [CMD]: start on a fresh port (CMD, when given, names
+# $PORT after the caller's take_port), wait until it accepts.
 start_server() {
   local name=$1 cmd=${2:-}
-  PORT=$((PORT + 1))
-  [ -n "$cmd" ] || cmd=$(server_cmd "$name" $PORT)
+  if [ -z "$cmd" ]; then
+    take_port
+    cmd=$(server_cmd "$name" $PORT)
+  fi
   [ -n "$cmd" ] || return 1
   # exec: $! must be the server itself, whose /proc/PID/stat we read.
   # shellcheck disable=SC2086
@@ -269,7 +283,7 @@ nc_result() {  # nc_result LABEL SECONDS
 if command -v nc >/dev/null; then
   # Upload: the listener writes to a file on the same disk as the store.
   rm -f "$XD/nc.out"
-  PORT=$((PORT + 1))
+  take_port
   pin $SRV_CPU nc -l 127.0.0.1 $PORT >"$XD/nc.out" &
   ncl=$!
   sleep 0.2
@@ -283,7 +297,7 @@ if command -v nc >/dev/null; then
   nc_result nc+fsync/upload "$(elapsed "$t0" "$t2")"
   # Download: the listener sends the file; the client discards it, as
   # loadgen get does after checking every byte.
-  PORT=$((PORT + 1))
+  take_port
   pin $SRV_CPU nc -l -N 127.0.0.1 $PORT <"$XD/src.bin" &
   ncl=$!
   sleep 0.2
@@ -299,10 +313,9 @@ fi
 if [ -f "$ROOT/scripts/upload.lua" ] && [ -f "$ROOT/docs/upload.md" ]; then
   UPCMD="$MSK --log-level warn --grace 0 --listen 127.0.0.1:@PORT@ \
 $ROOT/scripts/upload.lua --dir $XD/store --max-size 64G --reserve 1M"
-  # start_server takes the next port itself: the command names it.
   xfer() {
-    local next=$((PORT + 1))
-    local cmd=${UPCMD//@PORT@/$next}
+    take_port
+    local cmd=${UPCMD//@PORT@/$PORT}
     start_server moonsock-upload "$cmd" || { FAILED=1; return; }
     line=$(pin $LG_CPU "$LG" "$1" --port $PORT --pid "$SRV_PID" \
            --bytes $XFER --label "moonsock/$1" 2>>"$LOGS/loadgen.log")
@@ -330,9 +343,9 @@ for i in 1 2 3; do
   cp bench/servers/reload_echo.lua "$RD/handler.lua"
   sed 's/^local UPPER = false/local UPPER = true/' \
     bench/servers/reload_echo.lua >"$RD/handler.new.lua"
-  next=$((PORT + 1))
+  take_port
   if ! start_server moonsock-reload "$MSK --log-level info --grace 0 \
---listen 127.0.0.1:$next $RD/handler.lua"; then
+--listen 127.0.0.1:$PORT $RD/handler.lua"; then
     FAILED=1
     break
   fi

@@ -51,7 +51,9 @@ class Server:
         self.err = tempfile.TemporaryFile()
         cmd = [MOONSOCK, "--listen", "127.0.0.1:0", CHAT, *chat_args]
         if shell_prefix:
-            cmd = ["sh", "-c", shell_prefix + ' "$@"', "sh", *cmd]
+            # exec: moonsock must replace the shell, or terminate() would
+            # stop the shell and leave the server running.
+            cmd = ["sh", "-c", shell_prefix + ' exec "$@"', "sh", *cmd]
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout,
                                      stderr=self.err, cwd=ROOT)
         deadline = time.monotonic() + 15
