@@ -10,18 +10,12 @@ name. CHAT_LOAD_CLIENTS and CHAT_LOAD_MESSAGES scale it (defaults 200 and
 """
 
 import os
-import re
 import selectors
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-MOONSOCK = os.environ.get("MOONSOCK", os.path.join(ROOT, "build",
-                                                   "moonsock"))
+from util import ROOT, Checks, start_server, stop
+
 CHAT = os.path.join(ROOT, "scripts", "chat.lua")
 CLIENTS = int(os.environ.get("CHAT_LOAD_CLIENTS", "200"))
 MESSAGES = int(os.environ.get("CHAT_LOAD_MESSAGES", "100"))
@@ -30,39 +24,7 @@ TIMEOUT = float(os.environ.get("CHAT_LOAD_TIMEOUT", "150"))
 # fan-out instead of the default rate limit.
 SERVER_ARGS = os.environ.get("CHAT_LOAD_SERVER_ARGS", "").split()
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what)
-    sys.stdout.flush()
-    return cond
-
-
-def start_server():
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen([MOONSOCK, "--listen", "127.0.0.1:0", CHAT,
-                             *SERVER_ARGS],
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        err.seek(0)
-        m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", err.read())
-        if m:
-            return proc, int(m.group(1)), err
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    err.seek(0)
-    raise RuntimeError("server did not start: %r" % err.read())
+check = Checks()
 
 
 class Peer:
@@ -77,7 +39,7 @@ class Peer:
 
 
 def main():
-    proc, port, err = start_server()
+    proc, port = start_server(CHAT, script_args=SERVER_ARGS)
     peers = []
     names = [None] * CLIENTS     # the name each sender's lines carry
     try:
@@ -162,23 +124,16 @@ def main():
         print("     %d messages, %d deliveries in %.1fs (%.0f deliveries/s)"
               % (total, total * CLIENTS, took, total * CLIENTS / took))
         # Nobody was dropped or disconnected.
-        err.seek(0)
-        log = err.read().decode("utf-8", "replace")
+        log = proc.log()
         check(" left" not in log and "ERROR" not in log,
               "nobody left or failed during the run")
         for p in peers:
             p.sock.close()
     finally:
-        proc.terminate()
-        try:
-            rc = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = stop(proc)
         check(rc == 0, "server stops cleanly (rc %s)" % rc)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    check.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -21,32 +21,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-MOONSOCK = os.environ.get("MOONSOCK", os.path.join(ROOT, "build",
-                                                   "moonsock"))
+from util import MOONSOCK, ROOT, Checks, start_server, stop as stop_server
+
 CHAT = os.path.join(ROOT, "scripts", "chat.lua")
 CLIENTS = int(os.environ.get("CHAT_RELOAD_CLIENTS", "100"))
 MESSAGES = 40          # per client, sent 8 a second: about 5 s of chat
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what)
-    sys.stdout.flush()
-    return cond
+check = Checks()
 
 
 class Peer:
@@ -80,12 +65,10 @@ class Peer:
             self.got += 1
 
 
-def wait_log(err, pattern, timeout):
+def wait_log(proc, pattern, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        err.seek(0)
-        text = err.read().decode("utf-8", "replace")
-        m = re.search(pattern, text)
+        m = re.search(pattern, proc.log())
         if m:
             return m
         time.sleep(0.05)
@@ -97,22 +80,14 @@ def main():
                                text=True).stdout
     if "reload" not in help_text:
         print("skip: this moonsock has no hot reload")
-        print("0 passed, 0 failed")
-        return 0
+        check.finish()
     tmp = tempfile.mkdtemp(prefix="chat_reload_")
     script = os.path.join(tmp, "chat.lua")
     shutil.copy(CHAT, script)
     with open(CHAT) as f:
         source = f.read()
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen([MOONSOCK, "--listen", "127.0.0.1:0", script],
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    proc, port = start_server(script)
     try:
-        m = wait_log(err, r"listening on 127\.0\.0\.1:(\d+)", 15)
-        if not m:
-            raise RuntimeError("server did not start")
-        port = int(m.group(1))
         peers = [Peer(i, port) for i in range(CLIENTS)]
         peers[-1].sock.sendall(b"/who\n")
         deadline = time.monotonic() + 30
@@ -162,7 +137,7 @@ def main():
             f.write(source.replace("local COMMANDS = {}",
                                    "local COMMANDS = {", 1))
         proc.send_signal(signal.SIGHUP)
-        m = wait_log(err, r"reload of .* failed[^\n]*", 10)
+        m = wait_log(proc, r"reload of .* failed[^\n]*", 10)
         check(m is not None and "chat.lua" in m.group(0),
               "a broken edit is refused with file:line: %r"
               % (m.group(0)[:120] if m else None))
@@ -177,7 +152,7 @@ def main():
             f.write(new)
         os.rename(script + ".tmp", script)
         proc.send_signal(signal.SIGHUP)
-        m = wait_log(err, r"reloaded [^\n]*version (\d+)", 10)
+        m = wait_log(proc, r"reloaded [^\n]*version (\d+)", 10)
         check(m is not None, "the good edit is loaded: %r"
               % (m.group(0)[:100] if m else None))
         pump(0.5)
@@ -216,29 +191,18 @@ def main():
                 print("     client %d: got %d closed %s bad %r"
                       % (p.index, p.got, p.closed, p.bad[:3]))
                 break
-        err.seek(0)
-        log = err.read().decode("utf-8", "replace")
+        log = proc.log()
         lefts = [x for x in log.splitlines() if " left" in x]
         check(len(lefts) == 1, "only the client that quit left: %r"
               % [x[-60:] for x in lefts[:3]])
         for p in peers:
             p.sock.close()
     finally:
-        stop_server(proc)
+        rc = stop_server(proc)
+        check(rc == 0, "server stops cleanly (rc %s)" % rc)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        rc = proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
-    check(rc == 0, "server stops cleanly (rc %s)" % rc)
+    check.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
