@@ -21,6 +21,7 @@ local secrets = require "moonsock.secrets"
 local task = require "moonsock.task"
 local errors = require "moonsock.errors"
 local threading = require "threading"
+local frames = require "command_frames"
 
 local CONFIG = {
   key_file = nil,            -- or $MOONSOCK_COMMAND_KEY_FILE
@@ -40,7 +41,6 @@ local CONFIG = {
   search_path = "/usr/local/bin:/usr/bin:/bin",
 }
 
-local PROTO = "moonsock-command-1 "
 local AUTH_MAX = 64           -- the largest frame read before auth
 local CHUNK = 65536
 local GRACE = 1.0             -- after a kill, seconds to wait for pipes
@@ -195,34 +195,14 @@ table.sort(ALLOW_NAMES)
 ---------------------------------------------------------------------------
 -- frames
 
-local function recv_exact(conn, n)
-  local parts, got = {}, 0
-  while got < n do
-    local data = conn:recv(n - got)
-    if data == "" then return nil end
-    parts[#parts + 1] = data
-    got = got + #data
-  end
-  return table.concat(parts)
-end
-
 -- read_frame(conn, max) -> type, id, payload | nil (end of stream) |
 -- false, type, length (too long; the payload is left unread).
-local function read_frame(conn, max)
-  local hdr = recv_exact(conn, 9)
-  if hdr == nil then return nil end
-  local t, id, len = string.unpack(">c1I4I4", hdr)
-  if len > max then return false, t, len end
-  local payload = len > 0 and recv_exact(conn, len) or ""
-  if payload == nil then return nil end
-  return t, id, payload
-end
+local read_frame = frames.read
 
 -- Frames from several tasks (one per output pipe, per command) share the
 -- socket; the lock keeps each frame's bytes together.
 local function send_frame(c, t, id, payload)
-  payload = payload or ""
-  local data = string.pack(">c1I4I4", t, id, #payload) .. payload
+  local data = frames.pack(t, id, payload)
   c.lock:acquire()
   local ok, err = pcall(c.conn.sendall, c.conn, data)
   c.lock:release()
@@ -238,7 +218,7 @@ local function try_send(c, t, id, payload)
 end
 
 local function mac(label, sn, cn)
-  return hmac.new(KEY, PROTO .. label .. sn .. cn, "sha256"):digest()
+  return frames.mac(KEY, label, sn, cn)
 end
 
 ---------------------------------------------------------------------------
