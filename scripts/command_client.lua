@@ -18,15 +18,16 @@ local hmac = require "hmac"
 local secrets = require "moonsock.secrets"
 local subprocess = require "subprocess"
 local task = require "moonsock.task"
+local frames = require "command_frames"
 
-local PROTO = "moonsock-command-1 "
 local REFUSED, FAILED = 125, 255
 
+-- die(fmt, ...): report and set the exit status. Returns nothing, so that
+-- `return die(...)` ends the main chunk as a program, not as a handler.
 local function die(fmt, ...)
   io.stderr:write("command_client: ", fmt:format(...), "\n")
   io.stderr:flush()
   task.setstatus(FAILED)
-  return FAILED
 end
 
 local args = { ... }
@@ -76,32 +77,14 @@ if key == nil then return die("%s", kerr) end
 
 ---------------------------------------------------------------------------
 
-local function recv_exact(conn, n)
-  local parts, got = {}, 0
-  while got < n do
-    local data = conn:recv(n - got)
-    if data == "" then return nil end
-    parts[#parts + 1] = data
-    got = got + #data
-  end
-  return table.concat(parts)
-end
-
-local function read_frame(conn)
-  local hdr = recv_exact(conn, 9)
-  if hdr == nil then return nil end
-  local t, id, len = string.unpack(">c1I4I4", hdr)
-  local payload = len > 0 and recv_exact(conn, len) or ""
-  if payload == nil then return nil end
-  return t, id, payload
-end
+local read_frame = frames.read
 
 local function send_frame(conn, t, id, payload)
-  conn:sendall(string.pack(">c1I4I4", t, id, #payload) .. payload)
+  conn:sendall(frames.pack(t, id, payload))
 end
 
 local function mac(label, sn, cn)
-  return hmac.new(key, PROTO .. label .. sn .. cn, "sha256"):digest()
+  return frames.mac(key, label, sn, cn)
 end
 
 local function connect()
