@@ -5,7 +5,9 @@
 -- when it and its non-daemon threads are done. A chunk that returns a
 -- handler table is served (serve.serve_script, built on socketserver).
 -- An uncaught error is printed as "moonsock: message" with a traceback
--- and the program exits with status 1, as lua.c does.
+-- and the program exits with status 1, as lua.c does. SystemExit, as in
+-- Python (errors.exit), ends the program without a traceback: its code
+-- is the status, and a message, if any, is printed.
 --
 -- As Python puts a script's directory first on sys.path, the script's
 -- directory comes first on package.path, so a handler's own modules are
@@ -13,8 +15,10 @@
 
 local task = require "moonsock.task"
 local host = require "_moonsock.host"
+local errors = require "moonsock.errors"
 
 local function handler(err)
+  if errors.isinstance(err, "SystemExit") then return err end
   local ok, msg = pcall(tostring, err)
   if not ok or type(msg) ~= "string" then msg = "(error object)" end
   return debug.traceback(msg, 2)
@@ -41,6 +45,13 @@ return function(chunk, path, ...)
   add_script_dir(path)
   local args = table.pack(...)
   local ok, result = xpcall(chunk, handler, ...)
+  if not ok and errors.isinstance(result, "SystemExit") then
+    if result.message == nil then
+      task.setstatus(result.code or 0)
+      return task.stop()
+    end
+    return fail(tostring(result.message), result.code or 1)
+  end
   if not ok then return fail(result) end
   if result == nil then return end
   if type(result) ~= "table" or type(result.handle) ~= "function" then

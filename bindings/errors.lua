@@ -151,6 +151,16 @@ function M.throw(name, message, level)
   error(M.new(name, message), (level or 1) + 1)
 end
 
+-- exit([code][, message]): Python's sys.exit. Raises SystemExit, which
+-- ends a moonsock program without a traceback: code is the exit status
+-- (default 0, or 1 with a message) and the message, if any, is printed.
+function M.exit(code, message, level)
+  if type(code) == "string" then code, message = nil, code end
+  local e = M.new("SystemExit", message, { code = code })
+  if message == nil then e.message = nil end
+  error(e, (level or 1) + 1)
+end
+
 -- Python's socket.timeout: TimeoutError("timed out"), errno None.
 function M.timeout(level)
   error(M.new("TimeoutError", "timed out"), (level or 1) + 1)

@@ -25,6 +25,7 @@ local socket = require "socket"
 local threading = require "threading"
 local time = require "time"
 local task = require "moonsock.task"
+local errors = require "moonsock.errors"
 
 local Chat = {
   listen = { "0.0.0.0", 8000 },
@@ -790,7 +791,8 @@ function Chat.parse_args(list)
     local opt = OPTIONS[a]
     if a == "--help" or a == "-h" then return "help" end
     if opt == nil then
-      error(("chat.lua: unknown option '%s' (try --help)"):format(a), 0)
+      errors.exit(2, ("chat.lua: unknown option '%s' (try --help)")
+                     :format(a))
     end
     if opt.flag ~= nil then
       Chat[opt.key] = opt.flag
@@ -798,9 +800,9 @@ function Chat.parse_args(list)
       local v = tonumber(list[i + 1])
       if v == nil or v < opt.min or (opt.integer and v ~= math.floor(v))
       then
-        error(("chat.lua: %s: expected %s >= %s, got '%s'"):format(
+        errors.exit(2, ("chat.lua: %s: expected %s >= %s, got '%s'"):format(
           a, opt.integer and "an integer" or "a number", opt.min,
-          tostring(list[i + 1])), 0)
+          tostring(list[i + 1])))
       end
       Chat[opt.key] = opt.integer and math.tointeger(v) or v
       i = i + 1

@@ -64,7 +64,7 @@ then start the server with --key-file ~/.moonsock-command.key (or set
 MOONSOCK_COMMAND_KEY_FILE), and give clients the same file.]]
 
 local function fail(fmt, ...)
-  error("command.lua: " .. fmt:format(...), 0)
+  errors.exit(2, "command.lua: " .. fmt:format(...))
 end
 
 local function split_list(s)

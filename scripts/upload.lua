@@ -48,8 +48,8 @@ upload.lua options (after the script name):
 local function bytes_arg(name, v)
   local n, unit = tostring(v):match("^(%d+)([KMGkmg]?)$")
   if n == nil then
-    error(("%s: expected a size like 1048576 or 100M, got '%s'\n%s")
-          :format(name, v, USAGE), 0)
+    errors.exit(2, ("%s: expected a size like 1048576 or 100M, got '%s'\n%s")
+                   :format(name, v, USAGE))
   end
   local mult = ({ [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 })
                [unit:lower()]
@@ -59,8 +59,8 @@ end
 local function number_arg(name, v)
   local n = tonumber(v)
   if n == nil or n < 0 then
-    error(("%s: expected a number >= 0, got '%s'\n%s")
-          :format(name, tostring(v), USAGE), 0)
+    errors.exit(2, ("%s: expected a number >= 0, got '%s'\n%s")
+                   :format(name, tostring(v), USAGE))
   end
   return n
 end
@@ -78,7 +78,9 @@ local function parse_args(...)
       io.stdout:write(USAGE)
       os.exit(0)
     end
-    if v == nil then error(("%s needs a value\n%s"):format(a, USAGE), 0) end
+    if v == nil then
+      errors.exit(2, ("%s needs a value\n%s"):format(a, USAGE))
+    end
     if a == "--dir" then cfg.dir = v
     elseif a == "--max-size" then cfg.max_size = bytes_arg(a, v)
     elseif a == "--max-transfers" then
@@ -86,7 +88,7 @@ local function parse_args(...)
     elseif a == "--idle-timeout" then cfg.idle_timeout = number_arg(a, v)
     elseif a == "--reserve" then cfg.reserve = bytes_arg(a, v)
     elseif a == "--partial-ttl" then cfg.partial_ttl = number_arg(a, v)
-    else error(("unknown option '%s'\n%s"):format(a, USAGE), 0) end
+    else errors.exit(2, ("unknown option '%s'\n%s"):format(a, USAGE)) end
     i = i + 2
   end
   return cfg
