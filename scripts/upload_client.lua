@@ -202,14 +202,16 @@ local function get(opt, host, port, name, path)
     f = io.open(part, "r+b")
     if f then offset = f:seek("end") end
   end
+  local c = connect(host, port)
+  c.sock:sendall(("GET %d %s\n"):format(offset, name))
+  local size_s, sha = expect(c, "^OK (%d+) (%x+)$")
+  -- Created only once the server has said yes, so a refused or failed
+  -- request leaves no empty FILE.part behind.
   if f == nil then
     local err
     f, err = io.open(part, "w+b")
     if f == nil then fail(1, "%s", err) end
   end
-  local c = connect(host, port)
-  c.sock:sendall(("GET %d %s\n"):format(offset, name))
-  local size_s, sha = expect(c, "^OK (%d+) (%x+)$")
   local size = math.tointeger(tonumber(size_s))
   local h = hash_file(f, offset)
   f:seek("set", offset)
