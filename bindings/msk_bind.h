@@ -80,6 +80,11 @@ void    msk__rt_set_budget(msk_rt *rt, int64_t ms);
 /* The task runtime counts its resumes; socket.c reads the counter to
  * cap the bytes one resume may move (fairness). NULL without a runtime. */
 const volatile uint64_t *msk__rt_resumes(const msk_rt *rt);
+
+/* The address a task yields first to ask the runtime for a wait:
+ * yield(sentinel, sock_or_fd, events [, deadline_ms]) resumes with true,
+ * false (deadline passed) or nil, errno. */
+const void *msk__task_sentinel(void);
 /* Exempt the task whose coroutine is co from the CPU budget (the main
  * chunk of a script: a program may compute as long as it likes). */
 void    msk__rt_exempt(lua_State *co);

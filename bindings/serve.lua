@@ -250,8 +250,11 @@ end
 -- One request, in its own task: what ThreadingMixIn's thread and
 -- BaseRequestHandler's constructor do together (setup, handle, finish
 -- even when handle failed, handle_error, shutdown_request), written flat.
--- An idle connection's coroutine holds every frame between here and its
--- recv, so each frame saved is stack saved per connection; and the
+-- An idle connection's coroutine holds every frame between the task's
+-- body and its recv, and Lua grows a coroutine's stack (doubling it, for
+-- good) as soon as the deepest call needs more than its first 40 slots:
+-- so the body, serve_request, keeps as few registers as it can while
+-- handle runs, and everything after handle is in request_done. The
 -- script server's hooks are its own, so none is skipped by doing so.
 -- Each method is read from the instance when it is called, which reads
 -- server.handler: after a reload, the next call runs the new code.
@@ -260,27 +263,19 @@ local BaseInit = socketserver.BaseRequestHandler.__init__
 
 local function noop() end
 
-local function serve_request(self, request, client_address)
-  local h = setmetatable({ request = request,
-                           client_address = client_address,
-                           server = self }, self._instance_mt)
-  local ok, err
-  local init = h.__init__
-  if init ~= nil and init ~= BaseInit then
-    -- A handler class with its own constructor: run it as Python would.
-    ok, err = xpcall(init, remember, h, request, client_address, self)
-  else
-    ok, err = xpcall(h.setup or noop, remember, h)
-    if ok then
-      ok, err = xpcall(h.handle, remember, h)
-      local fok, ferr = xpcall(h.finish or noop, remember, h)
-      if not fok then
-        if not ok then
-          log(ERROR, "%s: handler handle failed: %s",
-              peer_text(client_address), socketserver.traceback(err))
-        end
-        ok, err = fok, ferr          -- Python: finish's error wins
+-- After handle: finish (even when handle failed; not after a failed
+-- setup, nor after __init__, which calls it itself), handle_error,
+-- shutdown_request, and the count.
+local function request_done(h, ok, err, nofinish)
+  local self, request, client_address = h.server, h.request, h.client_address
+  if not nofinish then
+    local fok, ferr = xpcall(h.finish or noop, remember, h)
+    if not fok then
+      if not ok then
+        log(ERROR, "%s: handler handle failed: %s",
+            peer_text(client_address), socketserver.traceback(err))
       end
+      ok, err = fok, ferr          -- Python: finish's error wins
     end
   end
   local hok, herr = true, nil
@@ -295,11 +290,34 @@ local function serve_request(self, request, client_address)
   end
 end
 
+-- The task's body: setup, then handle.
+local function serve_request(h)
+  local ok, err = xpcall(h.setup or noop, remember, h)
+  if ok then
+    ok, err = xpcall(h.handle, remember, h)
+    return request_done(h, ok, err)
+  end
+  return request_done(h, false, err, true)   -- as Python: no finish
+end
+
+-- The body for a handler class with its own constructor: run it as
+-- Python would (it calls setup, handle and finish itself).
+local function serve_init(h)
+  local ok, err = xpcall(h.__init__, remember, h, h.request,
+                         h.client_address, h.server)
+  return request_done(h, ok, err, true)
+end
+
 -- process_request: count the request and start its task.
 function ScriptMixin:process_request(request, client_address)
   self.connections = self.connections + 1
   self.accepted = self.accepted + 1
-  task.spawn(serve_request, self, request, client_address)
+  local h = setmetatable({ request = request,
+                           client_address = client_address,
+                           server = self }, self._instance_mt)
+  local init = h.__init__
+  task.spawn((init ~= nil and init ~= BaseInit) and serve_init
+             or serve_request, h)
 end
 
 -- finish_request: the same steps in the calling task (Python's hook, for

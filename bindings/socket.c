@@ -2,12 +2,15 @@
  * socket.c -- _moonsock.socket, the raw C half of Lua's `socket` module.
  *
  * One userdata type, "moonsock.socket", a small box around a core msk_sock.
- * Every function here makes exactly one non-blocking attempt and never
- * yields: OS failures come back as `nil, errno` (EAGAIN included, EBADF for
- * a closed socket; resolver failures as `nil, eai` with eai < 0, as
- * Python's gaierror numbers them). Waiting, timeouts and Python's
- * exceptions live in socket.lua (the cqueues rule). Argument mistakes do
- * raise, with luaL_check* messages that name the function.
+ * Every function of the module makes exactly one non-blocking attempt and
+ * never yields: OS failures come back as `nil, errno` (EAGAIN included,
+ * EBADF for a closed socket; resolver failures as `nil, eai` with eai < 0,
+ * as Python's gaierror numbers them). Waiting, timeouts and Python's
+ * exceptions live in socket.lua (the cqueues rule), with one exception
+ * for speed: the recv and sendall methods, which wait themselves in the
+ * common case (see below) and hand every other case to socket.lua.
+ * Argument mistakes raise, with luaL_check* messages that name the
+ * function.
  *
  * Addresses cross the boundary as Python tuples made Lua arrays:
  * {host, port} for AF_INET, {host, port, flowinfo, scope_id} for
@@ -49,6 +52,7 @@
 typedef struct scratch {
     const void *mt;           /* the socket metatable, for fastbox() */
     const volatile uint64_t *resumes;  /* the runtime's runs, or NULL */
+    const void *sentinel;     /* what a task yields to wait (task.c) */
     uint64_t run;             /* *resumes when moved was last reset */
     size_t moved;             /* bytes moved in that run */
     char data[SCRATCH_SIZE];
@@ -428,6 +432,182 @@ static int sock_send(lua_State *L)
     return 1;
 }
 
+/* ---- recv and sendall, the methods -------------------------------------
+ * A handler's conn:recv(n) and conn:sendall(data) are the C functions
+ * below, not Lua ones: one call per operation instead of three, and while
+ * a connection is idle its coroutine holds no frame between the handler
+ * and the wait, which keeps the coroutine within Lua's initial stack
+ * (docs/performance.md). When the socket has no timeout and the caller is
+ * a task, they wait by yielding the runtime's sentinel themselves
+ * (lua_yieldk) and carry on in a continuation. Everything else -- a
+ * timeout, no runtime, a coroutine that cannot yield, flags, a bad
+ * argument -- goes to socket.lua's general version (upvalue 2), so those
+ * semantics live in one place. Upvalue 3 raises Python's exception for a
+ * failed operation or wait. */
+enum { UV_SCRATCH = 1, UV_SLOW, UV_FAIL };
+
+static int passthrough(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L);
+}
+
+/* Finish the call in socket.lua with the nargs values on the stack. */
+static int slowpath(lua_State *L, int nargs)
+{
+    lua_pushvalue(L, lua_upvalueindex(UV_SLOW));
+    lua_insert(L, 1);
+    lua_callk(L, nargs, LUA_MULTRET, 0, passthrough);
+    return lua_gettop(L);
+}
+
+/* Raise what Python raises for err (a value as the runtime gave it). */
+static int fail(lua_State *L, int err_idx, unsigned ev)
+{
+    lua_pushvalue(L, lua_upvalueindex(UV_FAIL));
+    lua_pushvalue(L, err_idx);
+    lua_pushinteger(L, ev);
+    lua_call(L, 2, 0);
+    return luaL_error(L, "socket operation failed");     /* not reached */
+}
+
+static int failerrno(lua_State *L, int err, unsigned ev)
+{
+    lua_pushinteger(L, err);
+    return fail(L, lua_gettop(L), ev);
+}
+
+static int canyield(lua_State *L, const scratch *sc, const sock_box *box)
+{
+    return box->timeout < 0 && sc->resumes != NULL && lua_isyieldable(L);
+}
+
+/* Suspend until the socket at index 1 is ready for ev; k goes on. */
+static int waitready(lua_State *L, const scratch *sc, unsigned ev,
+                     lua_KContext ctx, lua_KFunction k)
+{
+    lua_pushlightuserdata(L, (void *)sc->sentinel);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, ev);
+    return lua_yieldk(L, 3, ctx, k);
+}
+
+/* In a continuation: the runtime resumed with true, or nil, errno (the
+ * socket was closed, or another task waits on it). */
+static void resumed(lua_State *L, int nargs, unsigned ev)
+{
+    if (!lua_toboolean(L, nargs + 1))
+        fail(L, nargs + 2, ev);
+    lua_settop(L, nargs);
+}
+
+static int m_recv_k(lua_State *L, int status, lua_KContext ctx);
+
+static int m_recv_go(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    sock_box *box = lua_touserdata(L, 1);
+    size_t n = (size_t)lua_tointeger(L, 2);
+    size_t want = n < SCRATCH_SIZE ? n : SCRATCH_SIZE;
+    if (box->s == NULL)
+        return failerrno(L, EBADF, MSK_READ);
+    ssize_t got = -EAGAIN;
+    if (box->drained && box->timeout != 0.0)
+        box->drained = 0;           /* see sock_recv */
+    else if (!overquota(L, sc, box))
+        got = msk_sock_recv(box->s, sc->data, want);
+    if (got >= 0) {
+        sc->moved += (size_t)got;
+        box->drained = (size_t)got < want && box->type == SOCK_STREAM;
+        lua_pushlstring(L, sc->data, (size_t)got);
+        return 1;
+    }
+    if (got != -EAGAIN)
+        return failerrno(L, (int)-got, MSK_READ);
+    if (canyield(L, sc, box))
+        return waitready(L, sc, MSK_READ, 0, m_recv_k);
+    return slowpath(L, 2);
+}
+
+static int m_recv_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    resumed(L, 2, MSK_READ);
+    return m_recv_go(L);
+}
+
+/* sock:recv(bufsize [, flags]) -> data ("" at end of stream) */
+static int m_recv(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    fastbox(L, sc);
+    int isint;
+    lua_Integer n = lua_tointegerx(L, 2, &isint);
+    int flags = !lua_isnoneornil(L, 3) &&
+                !(lua_isinteger(L, 3) && lua_tointeger(L, 3) == 0);
+    if (!isint || n < 0 || flags)   /* socket.lua raises Python's error */
+        return slowpath(L, lua_gettop(L));
+    lua_settop(L, 2);
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return m_recv_go(L);
+}
+
+static int m_sendall_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Send data (index 2) from byte i on. */
+static int m_sendall_go(lua_State *L, size_t i)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    sock_box *box = lua_touserdata(L, 1);
+    size_t len;
+    const char *data = lua_tolstring(L, 2, &len);
+    for (;;) {
+        if (box->s == NULL)
+            return failerrno(L, EBADF, MSK_WRITE);
+        if (i >= len)
+            return 0;
+        ssize_t n = -EAGAIN;
+        if (!overquota(L, sc, box))
+            n = msk_sock_send(box->s, data + i, len - i);
+        if (n >= 0) {
+            sc->moved += (size_t)n;
+            i += (size_t)n;
+            continue;
+        }
+        if (n != -EAGAIN)
+            return failerrno(L, (int)-n, MSK_WRITE);
+        if (canyield(L, sc, box))
+            return waitready(L, sc, MSK_WRITE, (lua_KContext)i, m_sendall_k);
+        lua_pushinteger(L, (lua_Integer)i + 1);
+        return slowpath(L, 3);
+    }
+}
+
+static int m_sendall_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    resumed(L, 2, MSK_WRITE);
+    return m_sendall_go(L, (size_t)ctx);
+}
+
+/* sock:sendall(data): all of it, or an exception. */
+static int m_sendall(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    fastbox(L, sc);
+    lua_settop(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        lua_pushinteger(L, 1);
+        return slowpath(L, 3);       /* socket.lua raises TypeError */
+    }
+    return m_sendall_go(L, 0);
+}
+
 /* sendto(sock, data, addr) -> n | nil, errno */
 static int sock_sendto(lua_State *L)
 {
@@ -670,12 +850,26 @@ static int sock__index(lua_State *L)
     return 1;
 }
 
-/* setmethods(tbl, tostring): installs socket.lua's method table and its
- * __tostring. */
+/* setmethods(tbl, tostring, recv, sendall, fail): installs socket.lua's
+ * method table and its __tostring, with the C recv and sendall above in
+ * it; recv and sendall are the general versions they fall back to and
+ * fail(err, events) raises a failed operation's exception. */
 static int sock_setmethods(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    luaL_checktype(L, 5, LUA_TFUNCTION);
+    static const struct { const char *name; lua_CFunction fn; int slow; }
+    fast[] = { {"recv", m_recv, 3}, {"sendall", m_sendall, 4} };
+    for (size_t i = 0; i < sizeof fast / sizeof fast[0]; i++) {
+        lua_pushvalue(L, lua_upvalueindex(1));       /* the scratch */
+        lua_pushvalue(L, fast[i].slow);
+        lua_pushvalue(L, 5);
+        lua_pushcclosure(L, fast[i].fn, 3);
+        lua_setfield(L, 1, fast[i].name);
+    }
     luaL_getmetatable(L, MSK_SOCKET_MT);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, sock__index, 1);
@@ -757,6 +951,7 @@ int luaopen__moonsock_socket(lua_State *L)
     sc->mt = lua_topointer(L, -1);      /* kept alive by the registry */
     lua_pop(L, 1);
     sc->resumes = msk__rt_resumes(msk__rt_get(L));
+    sc->sentinel = msk__task_sentinel();
     sc->run = 0;
     sc->moved = 0;
     luaL_setfuncs(L, funcs, 1);

@@ -98,11 +98,37 @@ end
 ---------------------------------------------------------------------------
 -- data transfer
 
-function methods:recv(bufsize, flags)
+-- recv and sendall are C functions (socket.c) for the common case: no
+-- timeout, inside a task. They hand every other case to these general
+-- versions, and raise a failure through fail().
+local function fail(err, ev)
+  if err == EBUSY then
+    errors.throw("RuntimeError", ("another task is already waiting to "
+      .. "%s this socket"):format(ev == READ and "read from"
+                                  or "write to"), 3)
+  end
+  raise(err, 3)
+end
+
+-- Python's checks of a buffer size: TypeError, ValueError.
+local function checksize(n, name)
+  local i = tointeger(n)
+  if i == nil then
+    errors.throw("TypeError", ("'%s' object cannot be interpreted as an "
+                 .. "integer"):format(mtype(n) or type(n)), 3)
+  end
+  if i < 0 then
+    errors.throw("ValueError", "negative buffersize in " .. name, 3)
+  end
+  return i
+end
+
+local function recv_general(self, bufsize, flags)
+  bufsize = checksize(bufsize, "recv")
   if flags ~= nil and flags ~= 0 then
     errors.throw("ValueError", "recv flags are not supported", 2)
   end
-  local data, err, t = recv(self, bufsize)    -- the hot path: one C call
+  local data, err, t = recv(self, bufsize)
   if data then return data end
   if err ~= EAGAIN then raise(err, 2) end
   if t < 0 and active and isyieldable() then
@@ -117,6 +143,7 @@ function methods:recv(bufsize, flags)
 end
 
 function methods:recvfrom(bufsize)
+  bufsize = checksize(bufsize, "recvfrom")
   return blocking(self, READ, raw.recvfrom, bufsize)
 end
 
@@ -128,18 +155,17 @@ function methods:send(data)
 end
 
 -- sendall(data): everything or an exception; one deadline for the call.
-function methods:sendall(data)
+-- The general version, from byte i on (the C sendall has sent the rest).
+local function sendall_from(self, data, i)
   if type(data) ~= "string" then
     errors.throw("TypeError", ("bad argument #1 to 'sendall' (string "
-                 .. "expected, got %s)"):format(type(data)), 2)
+                 .. "expected, got %s)"):format(type(data)), 3)
   end
   local len = #data
-  local n, err, t = send(self, data, 1)
-  if n == len then return end
+  local n, err, t = send(self, data, i)
   -- t came back with EAGAIN (< 0: None); after a partial send ask for it.
   if t == nil then t = gettimeout(self) end
   if t < 0 and active and isyieldable() then
-    local i = 1
     while true do
       if n then
         i = i + n
@@ -154,7 +180,6 @@ function methods:sendall(data)
   end
   if t < 0 then t = nil end
   local deadline = deadline_of(t)
-  local i = 1
   while true do
     if n then
       i = i + n
@@ -487,7 +512,7 @@ local function tostring_socket(self)
   return s .. ">"
 end
 
-raw.setmethods(methods, tostring_socket)
+raw.setmethods(methods, tostring_socket, recv_general, sendall_from, fail)
 M.methods = methods
 
 ---------------------------------------------------------------------------

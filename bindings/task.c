@@ -6,8 +6,9 @@
  * followed by what it waits for (fd, events, deadline); this file watches
  * the fd, arms a timer, and resumes the task from the loop callback with
  * true (ready), false (deadline passed) or nil, errno (fd closed, or a
- * second reader/writer on the same fd). All yields happen in task.lua;
- * C never yields, so no continuation functions are needed.
+ * second reader/writer on the same fd). The yields happen in task.lua,
+ * and in socket.c's recv and sendall, which yield the same sentinel
+ * from C (lua_yieldk) so that a handler's wait costs no Lua frame.
  *
  * Per-task state is a small malloc'd struct whose pointer sits in the
  * coroutine's extra space (LUA_EXTRASPACE), so finding it costs nothing.
@@ -768,6 +769,11 @@ void msk__rt_exempt(lua_State *co)
 const volatile uint64_t *msk__rt_resumes(const msk_rt *rt)
 {
     return rt != NULL ? &rt->resumes : NULL;
+}
+
+const void *msk__task_sentinel(void)
+{
+    return &SENTINEL;
 }
 
 /* ---- Lua warnings (warn(), errors in __gc) go to the log ------------ */
