@@ -225,7 +225,7 @@ int msk_host_set_option(msk_host *h, const char *name, const char *value)
     static const char *known[] = {"listen", "max-connections", "timeout",
                                   "grace", "backlog", "reload",
                                   "reload-poll", "max-memory",
-                                  "cpu-budget", NULL};
+                                  "cpu-budget", "reuse-port", NULL};
     int ok = 0;
     for (int i = 0; known[i] != NULL; i++)
         if (strcmp(known[i], name) == 0)

@@ -15,10 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "msk.h"
 #include "msk_host.h"
+#include "workers.h"
 #include <lua.h>
 
 static const char usage[] =
@@ -42,6 +44,10 @@ static const char usage[] =
 "  --grace SECONDS        on SIGTERM/SIGINT, stop accepting and wait this\n"
 "                         long for handlers to finish (default 10)\n"
 "  --backlog N            listen backlog (default 1024)\n"
+"  --workers N            run N worker processes, each with its own\n"
+"                         SO_REUSEPORT listeners, under a supervisor that\n"
+"                         restarts a crashed worker and passes SIGHUP on\n"
+"                         (default 1: no supervisor). State is per worker\n"
 "  --max-memory MIB       cap the Lua heap at MIB mebibytes; an allocation\n"
 "                         past it is a memory error in the task that made\n"
 "                         it (default 1024; 0: no cap)\n"
@@ -64,6 +70,22 @@ static const char usage[] =
 "A served script is reloaded in place when it or a Lua module it loaded\n"
 "from the project changes, and on SIGHUP; a broken version is refused\n"
 "and the running one keeps serving. SIGTERM/SIGINT stop the server.\n";
+
+/* With --workers, each log line says which worker wrote it. */
+static void worker_log(int level, const char *msg, void *udata)
+{
+    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s worker %d: %s\n", stamp,
+            ts.tv_nsec / 1000000L, names[level < 0 ? 0 : level > 3 ? 3 : level],
+            *(const int *)udata, msg);
+    fflush(stderr);
+}
 
 static void die(const char *fmt, ...)
 {
@@ -123,6 +145,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"grace", required_argument, NULL, 'g'},
         {"backlog", required_argument, NULL, 'b'},
+        {"workers", required_argument, NULL, 'W'},
         {"max-memory", required_argument, NULL, 'M'},
         {"cpu-budget", required_argument, NULL, 'C'},
         {"no-reload", no_argument, NULL, 'R'},
@@ -140,6 +163,7 @@ int main(int argc, char **argv)
     memset(&hopts, 0, sizeof hopts);
     hopts.log_level = MSK_LOG_INFO;
 
+    int workers = 1;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
@@ -163,6 +187,12 @@ int main(int argc, char **argv)
         case 'b':
             name = "backlog";
             check_number(name, optarg, 1, 1);
+            break;
+        case 'W':
+            check_number("workers", optarg, 1, 1);
+            workers = atoi(optarg);
+            if (workers > 1024)
+                die("--workers: at most 1024, got '%s'", optarg);
             break;
         case 'M':
             name = "max-memory";
@@ -224,6 +254,18 @@ int main(int argc, char **argv)
     }
 
     guard_std_fds();
+    static int worker_no;
+    if (workers > 1) {
+        int status = msk_workers_run(workers, &worker_no);
+        if (status >= 0)
+            return status;                  /* the supervisor is done */
+        if (nopts == 64)
+            die("too many options");
+        names[nopts] = "reuse-port";        /* listeners shared by all */
+        values[nopts++] = "yes";
+        hopts.log = worker_log;
+        hopts.log_udata = &worker_no;
+    }
     msk_signal_ignore_sigpipe();
     raise_nofile();
 

@@ -66,8 +66,10 @@ msk_loop  *msk_host_loop(msk_host *h);
  * do not watch files), "reload-poll" (ms: watch by polling mtimes),
  * "max-memory" (MiB of Lua heap, 0: no cap; default 1024, only for a
  * state the host created), "cpu-budget" (seconds a task may run without
- * waiting before it is stopped with an error; 0: off; default 1).
- * Scripts read them through require("_moonsock.host").options().
+ * waiting before it is stopped with an error; 0: off; default 1),
+ * "reuse-port" ("yes": listeners set SO_REUSEPORT so that several
+ * processes may serve one port; an ephemeral port or a unix: path is then
+ * refused). Scripts read them through require("_moonsock.host").options().
  * Returns 0 or -EINVAL for an unknown name or a bad value. */
 int  msk_host_set_option(msk_host *h, const char *name, const char *value);
 

@@ -170,7 +170,20 @@ function ScriptMixin:__init__(handler, path, options)
   self._instance_mt = {
     __index = function(_, k) return self.handler[k] end,
   }
+  -- --workers: every worker binds the same addresses with SO_REUSEPORT,
+  -- which needs a fixed port and cannot share a unix path.
+  self.allow_reuse_port = options["reuse-port"] == "yes"
   for _, a in ipairs(addresses(handler, options)) do
+    if self.allow_reuse_port then
+      local where = M.format_address(a.family, a.address)
+      if a.family == socket.AF_UNIX then
+        error(("cannot listen on %s with --workers: workers cannot share "
+               .. "a unix socket path; listen on a TCP port"):format(where), 0)
+      elseif a.address[2] == 0 then
+        error(("cannot listen on %s with --workers: each worker would get "
+               .. "a port of its own; give a fixed port"):format(where), 0)
+      end
+    end
     self.address_family = a.family
     self.server_address = a.address
     self.socket = socket.socket(a.family, self.socket_type)
