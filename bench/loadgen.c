@@ -30,10 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,6 +130,10 @@ static struct {
     double duration, warmup, hold, timeout;
     long long bytes;
     int pid;
+    int tree;            /* server memory: pid and its children */
+    int procs;           /* idle: processes sharing the connections */
+    int id_base;         /* this process's first connection number */
+    int up_fd, down_fd;  /* a child's pipes to and from its parent */
     int self_delivery;
     const char *script, *newscript, *file, *name;
     const char *label;
@@ -134,7 +141,8 @@ static struct {
     .mode = M_ECHO, .host = "127.0.0.1", .port = 8000, .conns = 1,
     .size = 64, .depth = 1, .senders = 10, .srcaddrs = 0,
     .duration = 3, .warmup = 1, .hold = 1, .timeout = 30,
-    .bytes = 0, .pid = 0, .self_delivery = 1, .label = "",
+    .bytes = 0, .pid = 0, .tree = 0, .procs = 1, .id_base = 0,
+    .up_fd = -1, .down_fd = -1, .self_delivery = 1, .label = "",
     .name = "bench-transfer.bin",
 };
 
@@ -221,6 +229,40 @@ static long proc_rss_kb(int pid)
     return kb;
 }
 
+/* VmRSS of pid, plus its children's with --tree (moonsock --workers:
+ * the supervisor and its workers). */
+static long server_rss_kb(int pid)
+{
+    long kb = proc_rss_kb(pid);
+    if (!opt.tree || kb < 0)
+        return kb;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return kb;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid) {
+            long c = proc_rss_kb(atoi(e->d_name));
+            if (c > 0)
+                kb += c;
+        }
+    }
+    closedir(d);
+    return kb;
+}
+
 /* ---- connections -------------------------------------------------- */
 
 static void set_events(conn *c, uint32_t ev)
@@ -274,7 +316,7 @@ static void conn_start(conn *c, const struct sockaddr_in *dst)
         memset(&src, 0, sizeof src);
         src.sin_family = AF_INET;
         src.sin_addr.s_addr = htonl(0x7f000001u +
-                                    (uint32_t)(c->id % opt.srcaddrs));
+            (uint32_t)((c->id + opt.id_base) % opt.srcaddrs));
 #ifdef IP_BIND_ADDRESS_NO_PORT
         /* Let connect() pick the port per 4-tuple, not bind() per
          * address: otherwise bind would run out at ~28k again. */
@@ -719,6 +761,9 @@ static void usage(FILE *f)
 "  --bytes B              stream: bytes per connection\n"
 "  --warmup S --duration S --hold S --timeout S\n"
 "  --pid PID              server process, for CPU and RSS from /proc\n"
+"  --tree                 RSS of PID and its children (moonsock --workers)\n"
+"  --procs K              idle: K processes share the connections, for\n"
+"                         more than one process's descriptor limit\n"
 "  --src-addrs K          source addresses 127.0.0.1..K (auto)\n"
 "  --no-self              chat: the sender does not get its own line\n"
 "  --script F --newscript F   reload mode\n"
@@ -737,6 +782,7 @@ static void parse(int argc, char **argv)
         {"src-addrs", 1, 0, 'S'}, {"no-self", 0, 0, 'n'},
         {"script", 1, 0, 'f'}, {"newscript", 1, 0, 'F'},
         {"label", 1, 0, 'l'}, {"file", 1, 0, 'o'}, {"name", 1, 0, 'N'},
+        {"tree", 0, 0, 'R'}, {"procs", 1, 0, 'K'},
         {"help", 0, 0, '?'}, {0, 0, 0, 0}
     };
     if (argc < 2) {
@@ -772,6 +818,8 @@ static void parse(int argc, char **argv)
         case 'T': opt.timeout = atof(optarg); break;
         case 'P': opt.pid = atoi(optarg); break;
         case 'S': opt.srcaddrs = atoi(optarg); break;
+        case 'R': opt.tree = 1; break;
+        case 'K': opt.procs = atoi(optarg); break;
         case 'n': opt.self_delivery = 0; break;
         case 'f': opt.script = optarg; break;
         case 'F': opt.newscript = optarg; break;
@@ -783,6 +831,10 @@ static void parse(int argc, char **argv)
     }
     if (opt.conns < 1 || opt.size < 1 || opt.depth < 1 || opt.port < 1)
         die("--conns, --size, --depth and --port must be positive");
+    if (opt.procs < 1 || opt.procs > 64 || opt.procs > opt.conns)
+        die("--procs must be 1..64 and at most --conns");
+    if (opt.procs > 1 && opt.mode != M_IDLE)
+        die("--procs is for idle mode");
     if (opt.mode == M_CHAT && opt.size < 48)
         opt.size = 48;              /* room for the tag */
     if ((opt.mode == M_STREAM || opt.mode == M_PUT ||
@@ -879,9 +931,133 @@ static int conn_done(const conn *c)
     return 0;
 }
 
+/* --procs K (idle): fork K children that each open their share of the
+ * connections and report "R" once all of theirs are echoed; once every
+ * child is ready, hold, measure the server, then tell them to stop
+ * (close the pipe) and add up their "held N errors E" lines. Returns -1
+ * in a child, which goes on as a plain idle run of its share, and the
+ * exit status in the parent. */
+static int idle_fork(const char *mode)
+{
+    int up[2], down[2];
+    if (pipe(up) < 0 || pipe(down) < 0)
+        die("pipe: %s", strerror(errno));
+    long rss0 = server_rss_kb(opt.pid);
+    int total = opt.conns, k = opt.procs;
+    pid_t kids[64];
+    for (int i = 0; i < k; i++) {
+        int share = total / k + (i < total % k);
+        int base = i * (total / k) + (i < total % k ? i : total % k);
+        fflush(stdout);
+        pid_t p = fork();
+        if (p < 0)
+            die("fork: %s", strerror(errno));
+        if (p == 0) {
+            close(up[0]);
+            close(down[1]);
+            opt.conns = share;
+            opt.id_base = base;
+            opt.pid = 0;
+            opt.procs = 1;
+            opt.up_fd = up[1];
+            opt.down_fd = down[0];
+            return -1;
+        }
+        kids[i] = p;
+    }
+    close(up[1]);
+    close(down[0]);
+    char buf[8192];
+    size_t have = 0;
+    int ready = 0, eof = 0, held = 0;
+    long rss_hold = -1;
+    unsigned long long errs = 0;
+    uint64_t deadline = now_ns() + (uint64_t)(opt.timeout * 1e9);
+    /* Read lines until every child is ready (phase 0) or has reported
+     * (phase 1), or the deadline passes, or every child is gone. */
+    for (int phase = 0; phase < 2; phase++) {
+        int want = k, got = 0;
+        while (!eof && got < want) {
+            if (phase == 0 && ready == k)
+                break;
+            int64_t left = (int64_t)(deadline - now_ns()) / 1000000;
+            if (now_ns() >= deadline) {
+                fprintf(stderr, "loadgen: %d of %d processes %s after "
+                        "%.0f s\n", phase ? got : ready, k,
+                        phase ? "reported" : "ready", opt.timeout);
+                errs++;
+                break;
+            }
+            struct pollfd pf = { .fd = up[0], .events = POLLIN };
+            if (poll(&pf, 1, (int)(left > 1000 ? 1000 : left + 1)) <= 0)
+                continue;
+            ssize_t r = read(up[0], buf + have, sizeof buf - 1 - have);
+            if (r <= 0) {
+                eof = 1;
+                break;
+            }
+            have += (size_t)r;
+            buf[have] = '\0';
+            char *nl;
+            while ((nl = strchr(buf, '\n')) != NULL) {
+                *nl = '\0';
+                int h;
+                unsigned long long e;
+                if (strcmp(buf, "R") == 0) {
+                    ready++;
+                } else if (sscanf(buf, "held %d errors %llu", &h, &e) == 2) {
+                    held += h;
+                    errs += e;
+                    got++;
+                }
+                size_t used = (size_t)(nl + 1 - buf);
+                memmove(buf, nl + 1, have - used + 1);
+                have -= used;
+            }
+            if (phase == 0)
+                got = ready;
+        }
+        if (phase == 0) {
+            /* Everyone holds (or the deadline passed): hold, measure. */
+            uint64_t t0 = now_ns();
+            while (now_ns() - t0 < (uint64_t)(opt.hold * 1e9))
+                usleep(10000);
+            rss_hold = server_rss_kb(opt.pid);
+            close(down[1]);                /* children: stop holding */
+            deadline = now_ns() + 60000000000u;
+        }
+    }
+    int failed = 0;
+    for (int i = 0; i < k; i++) {
+        int st;
+        if (waitpid(kids[i], &st, 0) == kids[i] &&
+            !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            failed++;
+    }
+    if (held < total)
+        errs += (unsigned long long)(total - held);
+    double per = held > 0 && rss_hold > 0 && rss0 > 0 ?
+        (double)(rss_hold - rss0) * 1024.0 / held : 0;
+    printf("%s %s: %d conns held by %d processes of %d opened, errors "
+           "%llu, server RSS %ld -> %ld KiB (%.0f B/conn)\n", mode,
+           opt.label, held, k, total, errs, rss0, rss_hold, per);
+    printf("RESULT label=%s mode=%s conns=%d size=%d secs=0 msgs=0 rate=0 "
+           "mbps=0 p50_us=0 p99_us=0 p999_us=0 errors=%llu conn_errors=0 "
+           "verify_errors=0 eof_errors=0 srv_cpu_s=0 cpu_per_msg_us=0 "
+           "held=%d rss0_kb=%ld rss_kb=%ld bytes_per_conn=%.0f procs=%d\n",
+           opt.label[0] ? opt.label : "-", mode, total, opt.size, errs, held,
+           rss0, rss_hold, per, k);
+    return errs > 0 || failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     parse(argc, argv);
+    if (opt.procs > 1) {
+        int rc = idle_fork(argv[1]);
+        if (rc >= 0)
+            return rc;
+    }
     raise_nofile((long)opt.conns + 64);
 
     struct sockaddr_in dst;
@@ -917,7 +1093,7 @@ int main(int argc, char **argv)
     if (epfd < 0)
         die("epoll_create1: %s", strerror(errno));
 
-    long rss0 = proc_rss_kb(opt.pid);
+    long rss0 = server_rss_kb(opt.pid);
     double cpu_start = proc_cpu(opt.pid);
     uint64_t t_start = now_ns();
     uint64_t deadline = t_start + (uint64_t)(opt.timeout * 1e9);
@@ -989,6 +1165,9 @@ int main(int argc, char **argv)
                 if (opt.mode == M_IDLE || opt.mode == M_STREAM) {
                     /* No warm-up: the measured window is the whole run
                      * (stream) or the hold (idle). */
+                    if (opt.up_fd >= 0 &&
+                        write(opt.up_fd, "R\n", 2) != 2)
+                        die("write to parent: %s", strerror(errno));
                     phase = 2;
                     measuring = 1;
                     t_measure0 = t;
@@ -1015,7 +1194,11 @@ int main(int argc, char **argv)
         }
         if (phase == 2) {
             int end = 0;
-            if (opt.mode == M_IDLE)
+            if (opt.mode == M_IDLE && opt.down_fd >= 0) {
+                /* --procs child: hold until the parent has measured. */
+                struct pollfd pf = { .fd = opt.down_fd, .events = POLLIN };
+                end = poll(&pf, 1, 0) > 0;
+            } else if (opt.mode == M_IDLE)
                 end = t - t_measure0 >= (uint64_t)(opt.hold * 1e9);
             else if (opt.mode == M_STREAM) {
                 end = 1;
@@ -1029,7 +1212,7 @@ int main(int argc, char **argv)
             if (end) {
                 t_measure1 = t;
                 cpu1 = proc_cpu(opt.pid);
-                rss_hold = proc_rss_kb(opt.pid);
+                rss_hold = server_rss_kb(opt.pid);
                 measuring = 0;
                 stopping = 1;
                 phase = 3;
@@ -1067,6 +1250,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.conns; i++)
         conn_close(&conns[i], C_DONE);
 
+    if (opt.up_fd >= 0) {
+        /* --procs child: the parent reports for all. */
+        char line[96];
+        int len = snprintf(line, sizeof line, "held %d errors %llu\n",
+                           open_at_end,
+                           (unsigned long long)errors + (timed_out != 0));
+        if (write(opt.up_fd, line, (size_t)len) != len)
+            return 1;
+        return errors > 0 || timed_out ? 1 : 0;
+    }
     char extra[512] = "";
     double rate = secs > 0 ? (double)msgs / secs : 0;
     double mbps = secs > 0 ? (double)bytes_moved / secs / 1e6 : 0;
