@@ -19,7 +19,7 @@ def parse(path):
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if not parts or parts[0] not in ("RESULT", "SKIP"):
+            if not parts or parts[0] not in ("RESULT", "SKIP", "ROUNDS"):
                 continue
             kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
             kv["_kind"] = parts[0]
@@ -52,7 +52,11 @@ def main(path):
     rows = parse(path)
     data = OrderedDict()          # (server, config) -> [kv, ...]
     skipped = []
+    rounds = 1
     for kv in rows:
+        if kv["_kind"] == "ROUNDS":
+            rounds = int(kv.get("n", "1"))
+            continue
         label = kv.get("label", "-")
         server, _, config = label.partition("/")
         if kv["_kind"] == "SKIP":
@@ -64,16 +68,30 @@ def main(path):
         v = data.get((server, config))
         return v[0] if v else None
 
+    def median(vals):
+        vals = sorted(vals)
+        n = len(vals)
+        if n == 0:
+            return float("nan")
+        return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+
+    def value(server, config, key):
+        """The median over the rounds of the runs without errors (all
+        runs if every one had errors)."""
+        runs = data.get((server, config), [])
+        good = [r for r in runs if r.get("errors") == "0"] or runs
+        return median([v for v in (num(r, key) for r in good) if v == v])
+
     def cref(config, key, server="c"):
-        """Mean of the limit's first and last run, and the drift."""
+        """The limit: median of all its runs (first and last of every
+        round), and the drift from its first run to its last."""
         runs = data.get((server, config), [])
         vals = [num(r, key) for r in runs if r.get("errors") == "0"]
         vals = [v for v in vals if v == v]
         if not vals:
             return float("nan"), float("nan")
-        mean = sum(vals) / len(vals)
         drift = (vals[-1] / vals[0] - 1) if len(vals) > 1 and vals[0] else 0
-        return mean, drift
+        return median(vals), drift
 
     out = []
     w = out.append
@@ -84,8 +102,9 @@ def main(path):
         r = first(server, config)
         if r is None:
             return "skipped"
-        v = num(r, key)
-        err = int(float(r.get("errors", "0")))
+        v = value(server, config, key)
+        err = max(int(float(x.get("errors", "0")))
+                  for x in data.get((server, config), [r]))
         s = fmt(v)
         if ref == ref and ref and v == v:
             s += " ({:.2f}×)".format(v / ref)
@@ -120,7 +139,11 @@ def main(path):
           echo_cfgs, "cpu_per_msg_us", True,
           "utime+stime of the server process over the measured window, "
           "divided by messages echoed. Columns are connections × message "
-          "size; ratios are to the raw C server in the same run.")
+          "size; ratios are to the raw C server in the same run."
+          + (" Every echo figure is the median of {} rounds; the limit's "
+             "is the median of its {} runs (first and last of every round)"
+             ", its drift from the first to the last.".format(
+                 rounds, 2 * rounds) if rounds > 1 else ""))
     table("Echo throughput, messages/s (higher is better)",
           echo_cfgs, "rate", False,
           "Ping-pong: each connection has one message in flight (pipe: "

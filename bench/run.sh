@@ -9,6 +9,10 @@
 #                           the raw C server or moonsock
 #   bench/run.sh --only moonsock,uvloop    restrict the servers (the raw C
 #                           limit always runs first and last)
+#   bench/run.sh --rounds 3 run the echo configurations 3 times over, each
+#                           round limit-first-and-last; the tables give
+#                           the median of the rounds (this VM's speed
+#                           wanders by 10-20 % between runs)
 #
 # The server is pinned to CPU 0 and the load generator to CPU 1. Every
 # configuration starts a fresh server, so memory figures start from a
@@ -25,11 +29,15 @@ MSK_BUILD=$ROOT/build-bench
 PY=/usr/bin/python3              # Debian's python, the one uvloop is for
 QUICK=0
 ONLY=""
+ROUNDS=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ;;
     --only) ONLY=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --rounds) ROUNDS=$2; shift
+      [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+        { echo "run.sh: --rounds needs a positive integer" >&2; exit 2; } ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -205,8 +213,8 @@ else
   CHAT_N=1000; XFER=$(((1 << 30) + (1 << 20))); RELOAD_N=1000  # above 1 GiB
 fi
 
-echo_configs() {  # echo_configs SERVER
-  local s=$1
+echo_configs() {  # echo_configs SERVER [ROUND]
+  local s=$1 round=${2:-1}
   if [ $QUICK -eq 1 ] && [ "$s" != c ] && [ "$s" != moonsock ]; then
     # Smoke: each alternative starts and echoes; the rest is for c and
     # moonsock, which exercise every mode of the load generator.
@@ -218,6 +226,7 @@ echo_configs() {  # echo_configs SERVER
   measure "$s" e1000 echo --conns $C1000 --size 64 "${T[@]}" --timeout 60
   measure "$s" e64k echo --conns 10 --size 65536 "${T[@]}"
   measure "$s" pipe pipe --conns 10 --depth 16 --size 64 "${T[@]}"
+  [ "$round" -eq 1 ] || return 0     # later rounds: the echo rows only
   measure "$s" stream stream --conns 1 --bytes $STREAM --timeout 60
   measure "$s" idle10k idle --conns $IDLE1 --hold 1 --timeout 60
   if [ "$(ulimit -Hn)" != unlimited ] &&
@@ -261,15 +270,19 @@ for s in "${ALL[@]}"; do
   SERVERS+=("$s")
 done
 
-say "run.sh: echo family: c (first), ${SERVERS[*]}, c (last)"
-say "== c (first)"
-echo_configs c
-for s in "${SERVERS[@]}"; do
-  say "== $s"
-  echo_configs "$s"
+say "run.sh: echo family: c (first), ${SERVERS[*]}, c (last);" \
+    "$ROUNDS round(s)"
+echo "ROUNDS n=$ROUNDS" >>"$RESULTS"
+for round in $(seq "$ROUNDS"); do
+  say "== round $round: c (first)"
+  echo_configs c "$round"
+  for s in "${SERVERS[@]}"; do
+    say "== round $round: $s"
+    echo_configs "$s" "$round"
+  done
+  say "== round $round: c (last)"
+  echo_configs c "$round"
 done
-say "== c (last)"
-echo_configs c
 
 # Chat fan-out: the raw C chat limit, scripts/chat.lua, the limit again.
 say "== chat fan-out: $CHAT_N members, 10 senders"
