@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 
 #include "msk.h"
+#include "msk_bind.h"
 
 #define FILE_MT "moonsock.file"
 
@@ -158,6 +159,61 @@ static int fs_fsync(lua_State *L)
     int data_only = lua_toboolean(L, 2);
     OPENFD(L, box);
     return pushok(L, msk_file_sync(box->fd, data_only));
+}
+
+/* fsync_start(file[, data_only]) -> job, fd | nil, errno: the fsync on a
+ * worker thread (core/offload.c), of a dup of the descriptor, so that
+ * closing the file meanwhile cannot make the worker sync another one.
+ * fs.lua waits for fd and collects with fsync_result(job). */
+typedef struct sync_job { int fd, data_only, rc; } sync_job;
+
+static void sync_work(void *data)
+{
+    sync_job *j = data;
+    j->rc = msk_file_sync(j->fd, j->data_only);
+}
+
+static void sync_cleanup(void *data)
+{
+    sync_job *j = data;
+    if (j->fd >= 0)
+        close(j->fd);
+}
+
+static int fs_fsync_start(lua_State *L)
+{
+    file_box *box = checkbox(L, 1);
+    int data_only = lua_toboolean(L, 2);
+    OPENFD(L, box);
+    msk_offload **slot = msk__job_push(L);
+    msk_offload *job = msk_offload_new(sync_work, sync_cleanup,
+                                       sizeof(sync_job));
+    if (job == NULL)
+        return pushfail(L, -ENOMEM);
+    sync_job *j = msk_offload_data(job);
+    j->data_only = data_only;
+    j->fd = fcntl(box->fd, F_DUPFD_CLOEXEC, 0);
+    int rc = j->fd < 0 ? -errno : msk_offload_submit(job);
+    if (rc < 0) {
+        msk_offload_release(job);
+        return pushfail(L, rc);
+    }
+    *slot = job;
+    lua_pushinteger(L, msk_offload_fd(job));
+    return 2;
+}
+
+/* fsync_result(job) -> true | nil, errno (EAGAIN: not done yet) */
+static int fs_fsync_result(lua_State *L)
+{
+    msk_offload *job = msk__job_check(L, 1);
+    if (job == NULL)
+        return pushfail(L, -EBADF);
+    if (!msk_offload_finished(job))
+        return pushfail(L, -EAGAIN);
+    int rc = ((sync_job *)msk_offload_data(job))->rc;
+    msk__job_drop(L, 1);
+    return pushok(L, rc);
 }
 
 /* writeback(file, offset, len) -> true | nil, errno */
@@ -347,6 +403,8 @@ int luaopen__moonsock_fs(lua_State *L)
         {"pread", fs_pread},
         {"pwrite", fs_pwrite},
         {"fsync", fs_fsync},
+        {"fsync_start", fs_fsync_start},
+        {"fsync_result", fs_fsync_result},
         {"writeback", fs_writeback},
         {"truncate", fs_truncate},
         {"stat", fs_stat},

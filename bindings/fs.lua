@@ -9,9 +9,10 @@
 -- (no '/'), and the last component of any path is never followed if it
 -- is a symlink. Open files are objects (close(), `<close>`, collected)
 -- rather than bare ints, so a failing handler cannot leak descriptors;
--- f:fileno() gives the int. Nothing here waits on the loop: each call is
--- one disk operation, and callers that move much data yield between
--- chunks themselves.
+-- f:fileno() gives the int. Each call is one disk operation, and callers
+-- that move much data yield between chunks themselves; the one call that
+-- can take long whatever the size, fsync, runs on a worker thread inside
+-- a task (the task waits, the others run).
 --
 --   local fs = require "moonsock.fs"
 --   local d <close> = fs.opendir("uploads", {create = true})
@@ -21,6 +22,7 @@
 
 local raw = require "_moonsock.fs"
 local errors = require "moonsock.errors"
+local task = require "moonsock.task"
 
 local M = {}
 local methods = {}
@@ -101,8 +103,27 @@ function methods:pwrite(data, offset)
   return (check(raw.pwrite(self, data, offset)))
 end
 
-function methods:fsync() check(raw.fsync(self, false)) end
-function methods:fdatasync() check(raw.fsync(self, true)) end
+-- fsync in a task: on a worker thread, this task waiting on the job's fd
+-- (a disk that takes seconds stalls only the caller); elsewhere in place.
+local EAGAIN = errors.errno.EAGAIN
+local isyieldable = coroutine.isyieldable
+local function sync(self, data_only)
+  if task.active and isyieldable() then
+    local job, fd = raw.fsync_start(self, data_only)
+    if job == nil then fail(fd, nil, 3) end
+    local ok, err
+    repeat
+      local ready, werr = task.wait(fd, task.READ, nil)
+      if ready == nil then fail(werr, nil, 3) end
+      ok, err = raw.fsync_result(job)
+    until ok or err ~= EAGAIN
+    if not ok then fail(err, nil, 3) end
+    return
+  end
+  check(raw.fsync(self, data_only))
+end
+function methods:fsync() sync(self, false) end
+function methods:fdatasync() sync(self, true) end
 -- Start writeback of a range without waiting (a hint; see file.c).
 function methods:writeback(offset, len) check(raw.writeback(self, offset,
                                                             len)) end

@@ -35,6 +35,15 @@ msk_rt *msk__rt_get(lua_State *L);
  * returns nil, EBADF) and drop the loop's watch. No-op without a runtime. */
 void msk__task_forget_fd(lua_State *L, int fd);
 
+/* A job of core/offload.c as a Lua value (job.c): push an empty box,
+ * whose __gc releases the job stored in the slot it returns (allocate the
+ * box first, so that a memory error cannot leak a running job); check
+ * gives the job back (NULL once dropped); drop releases it now, its fd
+ * first taken out of the runtime's tables. */
+msk_offload **msk__job_push(lua_State *L);
+msk_offload *msk__job_check(lua_State *L, int idx);
+void         msk__job_drop(lua_State *L, int idx);
+
 
 /* Create the runtime for L over loop and register it; the runtime is a
  * userdata anchored in L's registry, freed when L closes. */

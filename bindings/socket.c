@@ -752,28 +752,83 @@ static int sock_isclosed(lua_State *L)
 
 /* getaddrinfo(host, port, family, type, proto, flags) -> list | nil, eai.
  * host may be nil; port a number, a string or nil. */
-static int sock_getaddrinfo(lua_State *L)
+/* ---- getaddrinfo on a worker thread (core/offload.c) ------------------
+ * resolve_start(...) -> job, fd: the job runs msk_addr_resolve on a
+ * worker; socket.lua waits for fd to be readable, as for any socket, and
+ * then collects with resolve_result(job) (job.c owns the job's life). */
+#define RESOLVE_MAXRES 32
+
+typedef struct resolve_job {
+    char host[1026], port[32];
+    int has_host, has_port, family, type, flags, n;
+    msk_addr out[RESOLVE_MAXRES];
+    int types[RESOLVE_MAXRES], protos[RESOLVE_MAXRES];
+} resolve_job;
+
+static void resolve_work(void *data)
 {
-    const char *host = luaL_optstring(L, 1, NULL);
-    const char *port = NULL;
-    char portbuf[32];
+    resolve_job *r = data;
+    r->n = msk_addr_resolve(r->out, RESOLVE_MAXRES,
+                            r->has_host ? r->host : NULL,
+                            r->has_port ? r->port : NULL, r->family,
+                            r->type, r->flags, r->types, r->protos);
+}
+
+/* The arguments of getaddrinfo, checked as sock_getaddrinfo does. */
+static const char *gai_port(lua_State *L, char *buf, size_t len)
+{
     if (lua_type(L, 2) == LUA_TNUMBER) {
-        snprintf(portbuf, sizeof portbuf, "%lld",
-                 (long long)luaL_checkinteger(L, 2));
-        port = portbuf;
-    } else {
-        port = luaL_optstring(L, 2, NULL);
+        snprintf(buf, len, "%lld", (long long)luaL_checkinteger(L, 2));
+        return buf;
     }
+    return luaL_optstring(L, 2, NULL);
+}
+
+/* resolve_start(host, port, family, type, proto, flags) -> job, fd |
+ * nil, errno (no job could be started: resolve in place instead) */
+static int sock_resolve_start(lua_State *L)
+{
+    size_t hlen = 0;
+    const char *host = luaL_optlstring(L, 1, NULL, &hlen);
+    char portbuf[32];
+    const char *port = gai_port(L, portbuf, sizeof portbuf);
+    if ((host && hlen >= sizeof ((resolve_job *)0)->host) ||
+        (port && strlen(port) >= sizeof ((resolve_job *)0)->port))
+        return pushfail(L, MSK_EAI_BASE + EAI_NONAME);
     int family = (int)luaL_optinteger(L, 3, AF_UNSPEC);
     int type = (int)luaL_optinteger(L, 4, 0);
-    int proto = (int)luaL_optinteger(L, 5, 0);
     int flags = (int)luaL_optinteger(L, 6, 0);
-    (void)proto;
-    enum { MAXRES = 32 };
-    msk_addr out[MAXRES];
-    int types[MAXRES], protos[MAXRES];
-    int n = msk_addr_resolve(out, MAXRES, host, port, family, type, flags,
-                             types, protos);
+    msk_offload **slot = msk__job_push(L);
+    msk_offload *job = msk_offload_new(resolve_work, NULL,
+                                       sizeof(resolve_job));
+    if (job == NULL)
+        return pushfail(L, -ENOMEM);
+    resolve_job *r = msk_offload_data(job);
+    if (host) {
+        memcpy(r->host, host, hlen + 1);
+        r->has_host = 1;
+    }
+    if (port) {
+        strcpy(r->port, port);
+        r->has_port = 1;
+    }
+    r->family = family;
+    r->type = type;
+    r->flags = flags;
+    int rc = msk_offload_submit(job);
+    if (rc < 0) {
+        msk_offload_release(job);
+        return pushfail(L, rc);
+    }
+    *slot = job;
+    lua_pushinteger(L, msk_offload_fd(job));
+    return 2;
+}
+
+/* Push getaddrinfo's list for n results of out/types/protos. */
+static int push_gai(lua_State *L, int n, const msk_addr *out,
+                    const int *types, const int *protos)
+{
     if (n < 0)
         return pushfail(L, n);
     lua_createtable(L, n, 0);
@@ -792,6 +847,36 @@ static int sock_getaddrinfo(lua_State *L)
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
+}
+
+/* resolve_result(job) -> list | nil, code; nil, EAGAIN if not done yet.
+ * Releases the job once it has answered. */
+static int sock_resolve_result(lua_State *L)
+{
+    msk_offload *job = msk__job_check(L, 1);
+    if (job == NULL)
+        return pushfail(L, -EBADF);
+    if (!msk_offload_finished(job))
+        return pushfail(L, -EAGAIN);
+    resolve_job *r = msk_offload_data(job);
+    int nret = push_gai(L, r->n, r->out, r->types, r->protos);
+    msk__job_drop(L, 1);
+    return nret;
+}
+
+static int sock_getaddrinfo(lua_State *L)
+{
+    const char *host = luaL_optstring(L, 1, NULL);
+    char portbuf[32];
+    const char *port = gai_port(L, portbuf, sizeof portbuf);
+    int family = (int)luaL_optinteger(L, 3, AF_UNSPEC);
+    int type = (int)luaL_optinteger(L, 4, 0);
+    int flags = (int)luaL_optinteger(L, 6, 0);
+    msk_addr out[RESOLVE_MAXRES];
+    int types[RESOLVE_MAXRES], protos[RESOLVE_MAXRES];
+    int n = msk_addr_resolve(out, RESOLVE_MAXRES, host, port, family, type,
+                             flags, types, protos);
+    return push_gai(L, n, out, types, protos);
 }
 
 static int sock_gethostname(lua_State *L)
@@ -906,6 +991,8 @@ static const luaL_Reg funcs[] = {
     {"gettimeout", sock_gettimeout},
     {"isclosed", sock_isclosed},
     {"getaddrinfo", sock_getaddrinfo},
+    {"resolve_start", sock_resolve_start},
+    {"resolve_result", sock_resolve_result},
     {"gethostname", sock_gethostname},
     {"strerror", sock_strerror},
     {"setmethods", sock_setmethods},

@@ -260,9 +260,24 @@ function methods:accept()
   return conn, addr
 end
 
+-- A host that getaddrinfo answers without asking anyone: none, the empty
+-- string, or a numeric IPv4 or IPv6 address.
+local function numeric(host)
+  return host == nil or host == "" or host:find("^[%d.]+$") ~= nil
+    or host:find(":", 1, true) ~= nil
+end
+
 -- connect_errno(sock, address) -> 0 or errno; raises only for what is not
 -- an errno of connect() itself (bad address, resolver failure).
 local function connect_errno(self, address)
+  -- A host name is resolved first, without stopping other tasks.
+  if type(address) == "table" and type(address[1]) == "string"
+      and not numeric(address[1]) and (self.family == M.AF_INET
+                                       or self.family == M.AF_INET6) then
+    local infos = M.getaddrinfo(address[1], address[2], self.family,
+                                self.type)
+    address = infos[1][5]
+  end
   local ok, err = raw.connect(self, address)
   if ok then return 0 end
   if err < 0 then raise(err, 3) end            -- gaierror
@@ -559,10 +574,29 @@ function M.socketpair(family, type_, proto)
 end
 
 -- getaddrinfo(host, port[, family[, type[, proto[, flags]]]]) -> list of
--- {family, type, proto, canonname, sockaddr}
+-- {family, type, proto, canonname, sockaddr}. Inside a task a name is
+-- resolved on a worker thread (core/offload.c) while this task waits and
+-- the others run: a slow DNS server stalls only the caller, as a blocking
+-- call in a Python thread would.
 function M.getaddrinfo(host, port, family, type_, proto, flags)
-  local list, err = raw.getaddrinfo(host, port, family or 0, type_ or 0,
-                                    proto or 0, flags or 0)
+  family, type_, proto, flags = family or 0, type_ or 0, proto or 0,
+                                flags or 0
+  local list, err
+  if active and isyieldable() and type(host) == "string"
+      and not numeric(host) then
+    local job, fd = raw.resolve_start(host, port, family, type_, proto,
+                                      flags)
+    if job then
+      repeat
+        local ok, werr = wait(fd, READ, nil)
+        if ok == nil then raise(werr, 2) end
+        list, err = raw.resolve_result(job)
+      until list ~= nil or err ~= EAGAIN
+    end
+  end
+  if list == nil and err == nil then
+    list, err = raw.getaddrinfo(host, port, family, type_, proto, flags)
+  end
   if list == nil then raise(err, 2) end
   return list
 end

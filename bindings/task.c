@@ -1067,6 +1067,9 @@ static int rt__gc(lua_State *L)
     budget_free(rt);
     rt->current = NULL;
     rt->dead = 1;
+    /* A resolution still running is waited for (at most the resolver's
+     * own timeout) so that no worker thread outlives the program. */
+    msk_offload_drop();
     return 0;
 }
 
@@ -1126,6 +1129,7 @@ msk_rt *msk__rt_new(lua_State *L, msk_loop *loop)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &RTKEY);
     lua_setwarnf(main, on_warn, rt);
     msk__rt_set_budget(rt, MSK_DEFAULT_CPU_BUDGET_MS);
+    msk_offload_retain();     /* resolver threads; joined in rt__gc */
     return rt;
 }
 

@@ -38,7 +38,7 @@ target_link_options(moonsock_shared PRIVATE
   "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/libmoonsock.map"
   "LINKER:--no-undefined")
 target_link_libraries(moonsock_shared PUBLIC PkgConfig::LUA
-                      PRIVATE PkgConfig::CRYPTO m)
+                      PRIVATE PkgConfig::CRYPTO Threads::Threads m)
 target_link_libraries(moonsock_static PUBLIC ${MSK_HOST_DEPS})
 
 # ---- moonsock.so for a plain lua5.4: require "moonsock" --------------------
@@ -68,7 +68,8 @@ target_include_directories(moonsock_lua PRIVATE core/include bindings
 target_link_options(moonsock_lua PRIVATE
   "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/luamod.map")
 target_link_libraries(moonsock_lua PRIVATE
-  $<TARGET_FILE:msk_host> $<TARGET_FILE:msk_core> PkgConfig::CRYPTO m)
+  $<TARGET_FILE:msk_host> $<TARGET_FILE:msk_core> PkgConfig::CRYPTO
+  Threads::Threads m)
 add_dependencies(moonsock_lua msk_host msk_core)
 
 # ---- install -------------------------------------------------------------

@@ -4,8 +4,9 @@
 #   tools/valgrind.sh            build build-valgrind, run, report
 #
 # What runs under memcheck (a plain Debug build: valgrind and ASan do not
-# mix): the C tests of the loop, timers and sockets; the Lua specs of the
-# socket module, the task runtime, threading, errors and the hostile
+# mix): the C tests of the loop, timers, sockets and worker-thread jobs;
+# the Lua specs of the socket module, the task runtime, threading, errors,
+# moonsock.fs and the hostile
 # runtime spec (each inside the real moonsock binary); and black-box
 # server runs over loopback -- scripts/echo.lua with a hundred clients
 # that echo, half-close and reset, and tests/hostile/admin.lua driven
@@ -49,11 +50,12 @@ run() {  # run LABEL COMMAND...
   fi
 }
 
-for t in loop timer sock; do
+for t in loop timer sock offload; do
   run "c.$t" "${vg[@]}" "$out/tests/${t}_test"
 done
 for spec in tests/lua/socket_spec.lua tests/lua/task_spec.lua \
             tests/lua/threading_spec.lua tests/lua/errors_spec.lua \
+            tests/lua/fs_spec.lua \
             tests/hostile/runtime_spec.lua; do
   run "$spec" "$wrapper" tests/run_busted.lua -o utfTerminal "$spec"
 done

@@ -297,6 +297,35 @@ int  msk_addr_family(const msk_addr *a);
  * "localhost" (resolved). Returns 0 or -EINVAL / a resolver code. */
 int  msk_addr_parse_spec(msk_addr *a, const char *spec);
 
+/* ---- blocking calls on worker threads (offload.c) ---------------------- */
+
+/* A job: work(data) runs on a worker thread, and the job's fd (an
+ * eventfd) becomes readable when it has returned, so the loop thread can
+ * wait for it like for a socket. data is size bytes, zeroed, owned by the
+ * job: fill it before submitting, read it once finished. cleanup(data),
+ * if given, runs when the job is freed (to free what a result holds).
+ * Process-wide: at most 4 worker threads, started on demand with every
+ * signal blocked. */
+typedef struct msk_offload msk_offload;
+typedef void msk_offload_fn(void *data);
+
+/* NULL when out of memory or descriptors. */
+msk_offload *msk_offload_new(msk_offload_fn *work, msk_offload_fn *cleanup,
+                             size_t size);
+void *msk_offload_data(msk_offload *job);
+int   msk_offload_fd(const msk_offload *job);
+/* Queue the job. 0, or -errno when no worker thread can be started. */
+int   msk_offload_submit(msk_offload *job);
+/* 1 once work has returned (its results may then be read). */
+int   msk_offload_finished(const msk_offload *job);
+/* Done with the job, finished or not: freed now, or by its worker once
+ * work returns. Never touch it afterwards. */
+void  msk_offload_release(msk_offload *job);
+/* Users of the pool: the last msk_offload_drop waits for the jobs still
+ * queued or running, then joins the worker threads. */
+void  msk_offload_retain(void);
+void  msk_offload_drop(void);
+
 /* ---- sockets (sock.c) ------------------------------------------------- */
 
 typedef struct msk_sock msk_sock;

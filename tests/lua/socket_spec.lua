@@ -1017,6 +1017,77 @@ describe("getaddrinfo and gethostname", function()
                  tostring(err))
   end)
 
+  it("resolves a name on a worker thread, answering as the blocking call",
+     function()
+    -- Inside a task (this spec is one) a name goes to core/offload.c's
+    -- worker; the raw call is the blocking one Python makes.
+    local raw = require "_moonsock.socket"
+    local want = raw.getaddrinfo("localhost", 443, 0, socket.SOCK_STREAM,
+                                 0, 0)
+    assert.same(want, socket.getaddrinfo("localhost", 443, 0,
+                                         socket.SOCK_STREAM))
+    -- other tasks keep running while 50 resolutions are made
+    local ticks, stop = 0, false
+    local th = threading.Thread{target = function()
+      while not stop do time.sleep(0.001); ticks = ticks + 1 end
+    end}
+    th:start()
+    for i = 1, 50 do
+      assert.same({"127.0.0.1", i},
+                  socket.getaddrinfo("localhost", i, socket.AF_INET,
+                                     socket.SOCK_STREAM)[1][5])
+    end
+    stop = true
+    th:join()
+    assert.is_true(ticks >= 1, "the other task ran")
+  end)
+
+  it("connects by host name without the blocking resolver", function()
+    local srv = socket.create_server({"127.0.0.1", 0})
+    local port = srv:getsockname()[2]
+    local c = socket.socket()
+    c:connect({"localhost", port})
+    local s = srv:accept()
+    c:sendall("hi")
+    assert.equal("hi", s:recv(2))
+    c:close(); s:close(); srv:close()
+    local err = raises(function()
+      socket.socket():connect({"nonexistent.invalid", port})
+    end)
+    assert.equal("gaierror", err.name)
+  end)
+
+  it("a resolution dropped unfinished, or finished, leaves no stale watch "
+     .. "on its descriptor", function()
+    -- The job's eventfd is watched by the runtime while the task waits;
+    -- it must leave the runtime's tables before it is closed, or a socket
+    -- that gets the same fd number later would never be watched.
+    local raw = require "_moonsock.socket"
+    local rounds = 0
+    -- In a thread, so that a hang (the bug) fails the test instead.
+    local th = threading.Thread{target = function()
+      for _ = 1, 20 do
+        -- started, then dropped before it finished: collected at once
+        local fd = select(2, raw.resolve_start("localhost", 80, 0, 0, 0, 0))
+        assert(type(fd) == "number")
+        collectgarbage()
+        socket.getaddrinfo("localhost", 80)       -- watched, then closed
+        local a, b = socket.socketpair()          -- likely the same fds
+        threading.Thread{target = function()
+          time.sleep(0.005)
+          b:sendall("x")
+        end}:start()
+        assert(a:recv(1) == "x")                  -- waits, then wakes
+        a:close(); b:close()
+        rounds = rounds + 1
+      end
+    end, daemon = true}
+    th:start()
+    th:join(10)
+    assert.is_false(th:is_alive(), "stuck after " .. rounds .. " rounds")
+    assert.equal(20, rounds)
+  end)
+
   it("gethostname matches hostname(1)", function()
     local name = socket.gethostname()
     assert.is_string(name)
