@@ -5,18 +5,13 @@ code), plus the check() counter. Not a test by itself."""
 import hashlib
 import hmac
 import os
-import re
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-MOONSOCK = os.environ.get("MOONSOCK", os.path.join(ROOT, "build",
-                                                   "moonsock"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from util import MOONSOCK, ROOT, capture, wait_port  # noqa: E402
 SCRIPT = os.path.join(ROOT, "scripts", "command.lua")
 CLIENT = os.path.join(ROOT, "scripts", "command_client.lua")
 
@@ -53,26 +48,14 @@ class Server:
     """moonsock scripts/command.lua on 127.0.0.1:0; stderr to a file."""
 
     def __init__(self, *args, env=None, cwd=None):
-        self.err = tempfile.TemporaryFile()
+        err, self.log = capture()   # self.log(): stderr so far
         cmd = [MOONSOCK, "--listen", "127.0.0.1:0", SCRIPT, *args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
-                                     stderr=self.err, cwd=cwd or ROOT,
+                                     stderr=err, cwd=cwd or ROOT,
                                      env=env)
-        deadline = time.monotonic() + 15
-        self.port = None
-        while time.monotonic() < deadline and self.port is None:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-            if m:
-                self.port = int(m.group(1))
-            elif self.proc.poll() is not None:
-                break
-            else:
-                time.sleep(0.02)
-
-    def log(self):
-        self.err.seek(0)
-        return self.err.read().decode("utf-8", "replace")
+        err.close()
+        self.port = wait_port(self.proc, self.log)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -9,20 +9,16 @@ per check and a final 'N passed, N failed'; exits non-zero on failure.
 """
 
 import os
-import re
 import select
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-MOONSOCK = os.environ.get("MOONSOCK", os.path.join(ROOT, "build",
-                                                   "moonsock"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from util import MOONSOCK, ROOT, capture, wait_port  # noqa: E402
 CHAT = os.path.join(ROOT, "scripts", "chat.lua")
 CLIENT = os.path.join(ROOT, "scripts", "chat_client.lua")
 
@@ -48,31 +44,19 @@ class Server:
 
     def __init__(self, *chat_args, stdin=subprocess.DEVNULL,
                  stdout=subprocess.DEVNULL, shell_prefix=None):
-        self.err = tempfile.TemporaryFile()
+        err, self.log = capture()   # self.log(): stderr so far
         cmd = [MOONSOCK, "--listen", "127.0.0.1:0", CHAT, *chat_args]
         if shell_prefix:
             # exec: moonsock must replace the shell, or terminate() would
             # stop the shell and leave the server running.
             cmd = ["sh", "-c", shell_prefix + ' exec "$@"', "sh", *cmd]
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout,
-                                     stderr=self.err, cwd=ROOT)
-        deadline = time.monotonic() + 15
-        self.port = None
-        while time.monotonic() < deadline and self.port is None:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-            if m:
-                self.port = int(m.group(1))
-            elif self.proc.poll() is not None:
-                break
-            else:
-                time.sleep(0.02)
+                                     stderr=err, cwd=ROOT)
+        err.close()
+        self.port = wait_port(self.proc, self.log)
         if self.port is None:
             self.stop()
             raise RuntimeError("server did not start:\n" + self.log())
-
-    def log(self):
-        self.err.seek(0)
-        return self.err.read().decode("utf-8", "replace")
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:

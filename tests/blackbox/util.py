@@ -49,6 +49,20 @@ def capture():
     return writer, log
 
 
+def wait_port(proc, log, timeout=15.0):
+    """The PORT of the first 'listening on 127.0.0.1:PORT' in log(),
+    polled until it shows, proc exits or timeout seconds pass (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = _LISTENING.search(log())
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.02)
+    return None
+
+
 def start_server(script, *args, listen="127.0.0.1:0", script_args=(),
                  env=None, stdin=subprocess.DEVNULL, timeout=20):
     """Start moonsock serving script; return (proc, port).
@@ -65,14 +79,9 @@ def start_server(script, *args, listen="127.0.0.1:0", script_args=(),
 
     err.close()                  # the child has its own descriptor
     proc.log = log
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = _LISTENING.search(log())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
+    port = wait_port(proc, log, timeout)
+    if port is not None:
+        return proc, port
     if proc.poll() is None:
         proc.kill()
         proc.wait()
