@@ -31,11 +31,12 @@ static void sleep_work(void *data)
     s->ran = 1;
 }
 
+/* Workers free released jobs, two at a time maybe: count atomically. */
 static void sleep_cleanup(void *data)
 {
     sleeper *s = data;
     if (s->cleaned)
-        (*s->cleaned)++;
+        __atomic_add_fetch(s->cleaned, 1, __ATOMIC_SEQ_CST);
 }
 
 static msk_offload *start(int ms, int *cleaned)
