@@ -98,10 +98,16 @@ def main(path):
     present = [s for s in ECHO_ORDER
                if any(k[0] == s for k in data)]
 
+    skipped_set = {(sv, cf) for sv, cf, _ in skipped}
+
     def cell(server, config, key, ref, lower_better):
         r = first(server, config)
         if r is None:
-            return "skipped"
+            # "skipped" when run.sh said so; "–" when never attempted.
+            if (server, config) in skipped_set or \
+                    (server, "all") in skipped_set:
+                return "skipped"
+            return "–"
         v = value(server, config, key)
         err = max(int(float(x.get("errors", "0")))
                   for x in data.get((server, config), [r]))
