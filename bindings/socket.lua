@@ -195,8 +195,30 @@ local function sendall_from(self, data, i)
   end
 end
 
+-- A host that getaddrinfo answers without asking anyone: none, the empty
+-- string, or a numeric IPv4 or IPv6 address.
+local function numeric(host)
+  return host == nil or host == "" or host == "<broadcast>"
+    or host:find("^[%d.]+$") ~= nil or host:find(":", 1, true) ~= nil
+end
+
+-- address with its host name resolved (by M.getaddrinfo: on a worker
+-- thread inside a task), as Python's bind, connect and sendto resolve it;
+-- any other address as it is.
+local function by_name(self, address)
+  -- Anything malformed goes on to the C half, which says what is wrong.
+  if type(address) == "table" and type(address[1]) == "string"
+      and mtype(address[2]) == "integer" and not numeric(address[1])
+      and (self.family == M.AF_INET or self.family == M.AF_INET6) then
+    local infos = M.getaddrinfo(address[1], address[2], self.family,
+                                self.type)
+    return infos[1][5]
+  end
+  return address
+end
+
 function methods:sendto(data, address)
-  return (blocking(self, WRITE, raw.sendto, data, address))
+  return (blocking(self, WRITE, raw.sendto, data, by_name(self, address)))
 end
 
 -- sendfile(file[, offset[, count]]) -> bytes sent. Python's
@@ -245,7 +267,7 @@ end
 -- connections
 
 function methods:bind(address)
-  local ok, err = raw.bind(self, address)
+  local ok, err = raw.bind(self, by_name(self, address))
   if not ok then raise(err, 2) end
 end
 
@@ -260,24 +282,11 @@ function methods:accept()
   return conn, addr
 end
 
--- A host that getaddrinfo answers without asking anyone: none, the empty
--- string, or a numeric IPv4 or IPv6 address.
-local function numeric(host)
-  return host == nil or host == "" or host:find("^[%d.]+$") ~= nil
-    or host:find(":", 1, true) ~= nil
-end
-
 -- connect_errno(sock, address) -> 0 or errno; raises only for what is not
 -- an errno of connect() itself (bad address, resolver failure).
 local function connect_errno(self, address)
   -- A host name is resolved first, without stopping other tasks.
-  if type(address) == "table" and type(address[1]) == "string"
-      and not numeric(address[1]) and (self.family == M.AF_INET
-                                       or self.family == M.AF_INET6) then
-    local infos = M.getaddrinfo(address[1], address[2], self.family,
-                                self.type)
-    address = infos[1][5]
-  end
+  address = by_name(self, address)
   local ok, err = raw.connect(self, address)
   if ok then return 0 end
   if err < 0 then raise(err, 3) end            -- gaierror

@@ -1057,6 +1057,23 @@ describe("getaddrinfo and gethostname", function()
     assert.equal("gaierror", err.name)
   end)
 
+  it("bind and sendto take a host name too, as in Python", function()
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u:bind({"localhost", 0})
+    assert.equal("127.0.0.1", u:getsockname()[1])
+    local port = u:getsockname()[2]
+    local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert.equal(4, c:sendto("ping", {"localhost", port}))
+    local data, from = u:recvfrom(16)
+    assert.equal("ping", data)
+    assert.equal("127.0.0.1", from[1])
+    -- malformed addresses still get the C half's own message
+    assert.matches("port must be an integer",
+                   tostring(raises(c.sendto, c, "x", {"localhost", "p"})),
+                   1, true)
+    u:close(); c:close()
+  end)
+
   it("a resolution dropped unfinished, or finished, leaves no stale watch "
      .. "on its descriptor", function()
     -- The job's eventfd is watched by the runtime while the task waits;
