@@ -36,16 +36,24 @@ M.errors = errors
 
 local defaulttimeout = nil
 
+-- Raise what Python would for a failed operation or wait: err is an
+-- errno; EBUSY means another task already waits on the socket for ev.
+-- Also what the C recv and sendall (socket.c) raise through.
+local function fail(err, ev)
+  if err == EBUSY then
+    errors.throw("RuntimeError", ("another task is already waiting to "
+      .. "%s this socket"):format(ev == READ and "read from"
+                                  or "write to"), 3)
+  end
+  raise(err, 3)
+end
+
 -- Wait until the socket is ready for ev or raise what Python would.
 local function waitfor(sock, ev, deadline)
   local ok, err = wait(sock, ev, deadline)
   if ok then return end
   if ok == false then errors.timeout(3) end
-  if err == EBUSY then
-    errors.throw("RuntimeError", ("another task is already waiting to %s "
-      .. "this socket"):format(ev == READ and "read from" or "write to"), 3)
-  end
-  raise(err, 3)
+  fail(err, ev)
 end
 
 -- The hot path of a handler: recv or sendall with no timeout, inside a
@@ -57,14 +65,7 @@ local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 
 local function wait_forever(sock, ev)
   local ok, err = yield(SENTINEL, sock, ev)
-  if not ok then
-    if err == EBUSY then
-      errors.throw("RuntimeError", ("another task is already waiting to "
-        .. "%s this socket"):format(ev == READ and "read from"
-                                    or "write to"), 3)
-    end
-    raise(err, 3)
-  end
+  if not ok then fail(err, ev) end
 end
 
 -- The timeout in seconds, nil for None (C stores None as -1).
@@ -101,14 +102,6 @@ end
 -- recv and sendall are C functions (socket.c) for the common case: no
 -- timeout, inside a task. They hand every other case to these general
 -- versions, and raise a failure through fail().
-local function fail(err, ev)
-  if err == EBUSY then
-    errors.throw("RuntimeError", ("another task is already waiting to "
-      .. "%s this socket"):format(ev == READ and "read from"
-                                  or "write to"), 3)
-  end
-  raise(err, 3)
-end
 
 -- Python's checks of a buffer size: TypeError, ValueError.
 local function checksize(n, name)
