@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "msk.h"
@@ -74,17 +73,9 @@ static const char usage[] =
 /* With --workers, each log line says which worker wrote it. */
 static void worker_log(int level, const char *msg, void *udata)
 {
-    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    char stamp[32];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s worker %d: %s\n", stamp,
-            ts.tv_nsec / 1000000L, names[level < 0 ? 0 : level > 3 ? 3 : level],
-            *(const int *)udata, msg);
-    fflush(stderr);
+    char line[4200];
+    snprintf(line, sizeof line, "worker %d: %s", *(const int *)udata, msg);
+    msk_log_stderr(level, line, NULL);
 }
 
 static void die(const char *fmt, ...)

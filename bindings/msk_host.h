@@ -41,6 +41,9 @@ typedef struct msk_host msk_host;
 
 enum { MSK_LOG_DEBUG, MSK_LOG_INFO, MSK_LOG_WARN, MSK_LOG_ERROR };
 typedef void msk_log_fn(int level, const char *msg, void *udata);
+/* The default log callback: "TIME LEVEL message" on stderr (UTC, ms).
+ * A host's own callback may add to msg and pass it on. */
+void msk_log_stderr(int level, const char *msg, void *udata);
 
 typedef struct msk_host_opts {
     msk_log_fn *log;        /* NULL: stderr, "TIME LEVEL message" */

@@ -127,7 +127,7 @@ msk_rt *msk__rt_get(lua_State *L)
 
 /* ---- logging ------------------------------------------------------- */
 
-static void default_log(int level, const char *msg, void *udata)
+void msk_log_stderr(int level, const char *msg, void *udata)
 {
     static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     char stamp[32];
@@ -144,7 +144,7 @@ static void default_log(int level, const char *msg, void *udata)
 
 void msk__rt_set_log(msk_rt *rt, msk_log_fn *fn, void *udata, int level)
 {
-    rt->log = fn ? fn : default_log;
+    rt->log = fn ? fn : msk_log_stderr;
     rt->log_ud = udata;
     rt->log_level = level;
 }
@@ -1118,7 +1118,7 @@ msk_rt *msk__rt_new(lua_State *L, msk_loop *loop)
      * a script creates would carry garbage that task_of() takes for a
      * task. The runtime owns the extra space of the state it runs in. */
     *(task **)lua_getextraspace(main) = NULL;
-    rt->log = default_log;
+    rt->log = msk_log_stderr;
     rt->log_level = MSK_LOG_INFO;
     for (int i = 0; i < 65; i++)
         rt->sigref[i] = LUA_NOREF;
