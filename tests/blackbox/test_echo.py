@@ -20,8 +20,8 @@ import struct
 import subprocess
 import time
 
-from util import (MOONSOCK, ROOT, Checks, raise_nofile, start_server, stop,
-                  wait_for)
+from util import (MOONSOCK, ROOT, Checks, echo, raise_nofile, start_server,
+                  stop, wait_for)
 
 ECHO = "scripts/echo.lua"
 RAISING = "tests/scripts/raising_echo.lua"
@@ -41,14 +41,7 @@ def connect(port, timeout=10):
 
 def echo_once(port, payload=b"ping\n"):
     with connect(port) as c:
-        c.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            d = c.recv(65536)
-            if not d:
-                break
-            got += d
-        return got == payload
+        return echo(c, payload) == payload
 
 
 def recv_exact(sock, n):

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 
-from util import MOONSOCK, ROOT, Checks, capture, stop, wait_for
+from util import MOONSOCK, ROOT, Checks, capture, echo, stop, wait_for
 
 check = Checks()
 
@@ -70,17 +70,6 @@ def run(args, timeout=20):
     err.close()
     proc.log = log
     return proc
-
-
-def echo(s, data):
-    s.sendall(data)
-    got = b""
-    while len(got) < len(data):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return got
 
 
 # ---- two workers: serve, spread, reload, restart, stop --------------------

@@ -102,6 +102,19 @@ def stop(proc, sig=signal.SIGTERM, timeout=20):
     return proc.returncode
 
 
+def echo(sock, data):
+    """Send data on sock and read until as many bytes came back (or the
+    stream ended); return what came back."""
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def wait_for(cond, timeout=5.0, step=0.01):
     """Poll cond() until it is true or timeout seconds pass."""
     deadline = time.monotonic() + timeout
