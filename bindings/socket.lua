@@ -56,17 +56,7 @@ local function waitfor(sock, ev, deadline)
   fail(err, ev)
 end
 
--- The hot path of a handler: recv or sendall with no timeout, inside a
--- task. Yield the runtime's sentinel directly instead of going through
--- retry/waitfor/task.wait, which saves four calls per wait and as many
--- stack frames on every idle connection.
-local SENTINEL, active = task.SENTINEL, task.active
-local yield, isyieldable = coroutine.yield, coroutine.isyieldable
-
-local function wait_forever(sock, ev)
-  local ok, err = yield(SENTINEL, sock, ev)
-  if not ok then fail(err, ev) end
-end
+local active, isyieldable = task.active, coroutine.isyieldable
 
 -- The timeout in seconds, nil for None (C stores None as -1).
 local function timeout_of(sock)
@@ -121,18 +111,9 @@ local function recv_general(self, bufsize, flags)
   if flags ~= nil and flags ~= 0 then
     errors.throw("ValueError", "recv flags are not supported", 2)
   end
-  local data, err, t = recv(self, bufsize)
-  if data then return data end
-  if err ~= EAGAIN then raise(err, 2) end
-  if t < 0 and active and isyieldable() then
-    repeat
-      wait_forever(self, READ)
-      data, err = recv(self, bufsize)
-      if data then return data end
-    until err ~= EAGAIN
-    raise(err, 2)
-  end
-  return (retry(self, READ, recv, bufsize))
+  -- The C recv waits itself when it can (no timeout, in a task); what
+  -- comes here waits with a deadline, blocks, or is non-blocking.
+  return (blocking(self, READ, recv, bufsize))
 end
 
 function methods:recvfrom(bufsize)
@@ -155,24 +136,12 @@ local function sendall_from(self, data, i)
                  .. "expected, got %s)"):format(type(data)), 3)
   end
   local len = #data
-  local n, err, t = send(self, data, i)
-  -- t came back with EAGAIN (< 0: None); after a partial send ask for it.
-  if t == nil then t = gettimeout(self) end
-  if t < 0 and active and isyieldable() then
-    while true do
-      if n then
-        i = i + n
-        if i > len then return end
-      elseif err ~= EAGAIN then
-        raise(err, 2)
-      else
-        wait_forever(self, WRITE)
-      end
-      n, err = send(self, data, i)
-    end
-  end
-  if t < 0 then t = nil end
+  -- As in recv_general: the C sendall has already handled a socket with
+  -- no timeout inside a task, so this loop has a deadline, blocks, or
+  -- is non-blocking.
+  local t = timeout_of(self)
   local deadline = deadline_of(t)
+  local n, err = send(self, data, i)
   while true do
     if n then
       i = i + n

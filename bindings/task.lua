@@ -19,7 +19,6 @@ local now, fdwait = raw.now, raw.fdwait
 local ceil = math.ceil
 
 M.READ, M.WRITE = raw.READ, raw.WRITE
-M.SENTINEL = SENTINEL     -- for socket.lua's inlined waits only
 M.active = active
 M.now = now
 M.monotonic = raw.monotonic
