@@ -37,12 +37,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,22 +64,33 @@ static char RTKEY;      /* registry key of the runtime userdata */
 #define BUDGET_TICKS 11
 
 typedef struct task task;
+/* One per connection, so it is kept to 48 bytes, a 64-byte malloc block:
+ * the flags share a word with nargs (doomed, which the SIGVTALRM handler
+ * writes, is an object of its own), and there is no list of all tasks,
+ * since every live task's coroutine is in the registry (rt__gc). */
 struct task {
     lua_State *co;
+    task *next;         /* ready queue */
+    int64_t timer;      /* deadline timer, 0 if none */
     int ref;            /* registry anchor of co */
     int fd;             /* waited-on fd, or -1 */
-    unsigned ev;        /* MSK_READ or MSK_WRITE while waiting on fd */
-    int64_t timer;      /* deadline timer, 0 if none */
-    int nargs;          /* values to resume with, once queued */
-    int queued;
-    int running;
-    int daemon;
-    int exempt;         /* no CPU budget (the main chunk) */
-    volatile int doomed;   /* over its budget: being stopped */
-    int warned;         /* the budget warning is logged */
-    task *next;         /* ready queue */
-    task *prev_all, *next_all;   /* every live task, for teardown */
+    volatile sig_atomic_t doomed;   /* over its budget: being stopped */
+    int ctxref;         /* spawn_then: registry ref of ctx, else LUA_NOREF */
+    unsigned nargs : 21;   /* values to resume with, once queued (a
+                              stack holds at most LUAI_MAXSTACK, 1e6) */
+    unsigned ev : 2;    /* MSK_READ or MSK_WRITE while waiting on fd */
+    unsigned queued : 1;
+    unsigned running : 1;
+    unsigned daemon : 1;
+    unsigned exempt : 1;   /* no CPU budget (the main chunk) */
+    unsigned warned : 1;   /* the budget warning is logged */
+    unsigned after : 4;    /* spawn_then: its hook in rt's afters, 1-15 */
 };
+
+/* Distinct after-hooks a runtime keeps (spawn_then): each kind of task
+ * has one, kept for the life of the runtime, so a task names its hook in
+ * four bits rather than holding a reference of its own. */
+#define MAX_AFTERS 15
 
 typedef struct fdslot { task *reader, *writer; } fdslot;
 typedef struct cputick cputick;
@@ -90,7 +103,8 @@ struct msk_rt {
     task *head, *tail;   /* ready queue */
     int64_t ready_timer;
     int ntasks, nlive;
-    task *all;
+    int afters;          /* registry ref: the after-hooks, 1..nafters */
+    int nafters;
     int dead;            /* torn down: the state is closing */
     int status;          /* exit status the program asked for */
     int log_level;
@@ -207,12 +221,7 @@ static void finish(msk_rt *rt, task *t)
     unwait(rt, t);
     *(task **)lua_getextraspace(t->co) = NULL;
     luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
-    if (t->prev_all)
-        t->prev_all->next_all = t->next_all;
-    else
-        rt->all = t->next_all;
-    if (t->next_all)
-        t->next_all->prev_all = t->prev_all;
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ctxref);
     rt->ntasks--;
     if (!t->daemon && --rt->nlive == 0)
         msk_loop_stop(rt->loop);     /* the program has ended */
@@ -242,6 +251,63 @@ static const char *errtext(lua_State *L, lua_State *co)
 
 static int arm(msk_rt *rt, task *t, int nres);
 
+/* The body of a task spawned with spawn_then has ended: set co up to run
+ * after(ctx, ok, ...) in place of the body. On success ok is true,
+ * followed by the body's nres results; on error false, the error and its
+ * traceback, taken here, where the failed frames still exist (no xpcall
+ * stands between the task and its body: that is the point, a frame fewer
+ * in every waiting connection). Returns the number of values to resume
+ * with (after sits below them), or -1 if co cannot take them. */
+static int then_args(msk_rt *rt, task *t, int st, int nres)
+{
+    lua_State *co = t->co, *L = rt->L;
+    if (!lua_checkstack(co, 5) || !lua_checkstack(L, 8))
+        return -1;
+    msk__memcap_relax(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->afters);
+    lua_rawgeti(L, -1, t->after);
+    lua_remove(L, -2);                                 /* after */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ctxref);      /* after ctx */
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ctxref);
+    t->ctxref = LUA_NOREF;
+    int n;
+    if (st == LUA_OK) {                   /* co: results... */
+        lua_pushboolean(L, 1);
+        lua_xmove(L, co, 3);              /* results... after ctx true */
+        lua_rotate(co, 1, 3);             /* after ctx true results... */
+        n = nres + 2;
+    } else {
+        rt->inner = L;                    /* where __tostring would run */
+        lua_pushboolean(L, 0);
+        int errat = lua_gettop(co);
+        lua_pushvalue(co, errat);
+        lua_xmove(co, L, 1);              /* after ctx false err */
+        luaL_traceback(L, co, errtext(L, co), 0);    /* ... err tb */
+        lua_settop(co, errat);            /* errtext may have pushed */
+        /* Unwinds the failed frames, running their __close handlers, and
+         * leaves the error on co: the same one, or the error of a
+         * handler that raised, which replaces it (as an __exit__'s does
+         * in Python). */
+        lua_resetthread(co);
+        if (lua_gettop(co) > 0) {
+            lua_pushvalue(co, -1);
+            lua_xmove(co, L, 1);          /* after ctx false err tb err2 */
+            if (lua_rawequal(L, -1, -3)) {
+                lua_pop(L, 1);
+            } else {                      /* a __close raised err2 */
+                lua_replace(L, -3);       /* after ctx false err2 tb */
+                lua_pop(L, 1);
+                luaL_traceback(L, co, errtext(L, co), 0);
+            }
+        }
+        lua_settop(co, 0);
+        lua_xmove(L, co, 5);              /* after ctx false err tb */
+        n = 4;
+    }
+    msk__memcap_relax(L, 0);
+    return n;
+}
+
 static void resume(msk_rt *rt, task *t)
 {
     lua_State *co = t->co;
@@ -254,6 +320,18 @@ static void resume(msk_rt *rt, task *t)
     rt->current = t;
     rt->inner = co;
     int st = lua_resume(co, rt->L, t->nargs, &nres);
+    while (st != LUA_YIELD && t->after != 0) {
+        int n = then_args(rt, t, st, nres);
+        if (n < 0) {          /* out of memory: an error goes on below */
+            if (st == LUA_OK)
+                msk__rt_log(rt, MSK_LOG_ERROR, "task ended, but its "
+                            "after-hook could not run: out of memory");
+            break;
+        }
+        t->after = 0;
+        rt->inner = co;
+        st = lua_resume(co, rt->L, n, &nres);
+    }
     t->running = 0;
     t->nargs = 0;
     if (st == LUA_YIELD) {
@@ -376,19 +454,32 @@ static void fail_later(msk_rt *rt, task *t, int err)
     enqueue(rt, t, 2);
 }
 
+/* Room for fd in the slot table. As the loop's own fd table does
+ * (core/loop.c, io_grow): small tables double, and one past SLOTS_WHOLE
+ * entries is made as long as the descriptor limit at once, with calloc,
+ * whose fresh zero pages cost no memory until a slot on them is used. */
+#define SLOTS_WHOLE 4096
+
 static int grow_slots(msk_rt *rt, int fd)
 {
     if (fd < rt->nslots)
         return 0;
-    int n = rt->nslots ? rt->nslots : 64;
-    while (n <= fd)
+    size_t n = rt->nslots ? (size_t)rt->nslots : 64;
+    while (n <= (size_t)fd)
         n *= 2;
-    fdslot *s = realloc(rt->slots, (size_t)n * sizeof *s);
+    struct rlimit rl;
+    if (n > SLOTS_WHOLE && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > (rlim_t)fd &&
+        rl.rlim_cur <= (rlim_t)INT_MAX)
+        n = (size_t)rl.rlim_cur;
+    fdslot *s = calloc(n, sizeof *s);
     if (s == NULL)
         return -ENOMEM;
-    memset(s + rt->nslots, 0, (size_t)(n - rt->nslots) * sizeof *s);
+    if (rt->nslots > 0)
+        memcpy(s, rt->slots, (size_t)rt->nslots * sizeof *s);
+    free(rt->slots);
     rt->slots = s;
-    rt->nslots = n;
+    rt->nslots = (int)n;
     return 0;
 }
 
@@ -511,7 +602,10 @@ void msk__task_forget_fd(lua_State *L, int fd)
 
 /* ---- spawning --------------------------------------------------------- */
 
-int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
+/* A task running f args... from L's stack. after (spawn_then): the index
+ * of its after-hook in rt's afters, whose ctx is below f; 0: none. */
+static int spawn(msk_rt *rt, lua_State *L, int nargs, int daemon,
+                 unsigned after)
 {
     /* From a loop callback (the main thread, unprotected) the memory cap
      * must not raise. A task's own spawn is protected: the new thread may
@@ -527,12 +621,18 @@ int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
             msk__memcap_relax(L, 0);
         return -ENOMEM;
     }
-    lua_insert(L, -(nargs + 2));                   /* co f args... */
-    lua_xmove(L, co, nargs + 1);                   /* co */
+    lua_insert(L, -(nargs + 2));                   /* [ctx] co f args... */
+    lua_xmove(L, co, nargs + 1);                   /* [ctx] co */
     lua_pushvalue(L, -1);
     /* The registry grows now and then; t must not leak if it cannot. */
     msk__memcap_relax(L, 1);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [ctx] co */
+    int ctxref = LUA_NOREF;
+    if (after) {
+        lua_pushvalue(L, -2);
+        ctxref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_remove(L, -2);                         /* co */
+    }
     msk__memcap_relax(L, 0);
     if (relax)
         msk__memcap_relax(L, 0);
@@ -545,20 +645,22 @@ int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
     t->ev = 0;
     t->timer = 0;
     t->running = 0;
-    t->daemon = daemon;
+    t->daemon = daemon != 0;
+    t->ctxref = ctxref;
+    t->after = after;
     t->queued = 0;
     t->next = NULL;
-    t->prev_all = NULL;
-    t->next_all = rt->all;
-    if (rt->all)
-        rt->all->prev_all = t;
-    rt->all = t;
     *(task **)lua_getextraspace(co) = t;
     rt->ntasks++;
     if (!daemon)
         rt->nlive++;
     enqueue(rt, t, nargs);
     return 0;
+}
+
+int msk__rt_spawn(msk_rt *rt, lua_State *L, int nargs, int daemon)
+{
+    return spawn(rt, L, nargs, daemon, 0);
 }
 
 msk_loop *msk__rt_loop(const msk_rt *rt)
@@ -827,6 +929,42 @@ static int task_spawn_daemon(lua_State *L)
     return 1;
 }
 
+/* spawn_then(after, ctx, fn, ...) -> co: a task that runs fn(...), then,
+ * in the same coroutine, after(ctx, true, results...) when fn returns or
+ * after(ctx, false, err, traceback) when it raises. A try/finally with no
+ * frame of its own: nothing of it sits under fn while fn waits, so a
+ * connection task whose body tail-calls its handler holds the handler's
+ * frames only. */
+static int task_spawn_then(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    msk_rt *rt = uprt(L);
+    /* The hook's index in afters, adding it if it is new there. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->afters);
+    unsigned after = 0;
+    for (int i = 1; i <= rt->nafters && after == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_rawequal(L, -1, 1))
+            after = (unsigned)i;
+        lua_pop(L, 1);
+    }
+    if (after == 0) {
+        if (rt->nafters == MAX_AFTERS)
+            return luaL_error(L, "spawn_then: more than %d distinct "
+                              "after-hooks", MAX_AFTERS);
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, ++rt->nafters);
+        after = (unsigned)rt->nafters;
+    }
+    lua_pop(L, 1);
+    lua_remove(L, 1);                              /* ctx f args... */
+    int rc = spawn(rt, L, lua_gettop(L) - 2, 0, after);
+    if (rc < 0)
+        return luaL_error(L, "cannot spawn: %s", msk_strerror(rc));
+    return 1;
+}
+
 /* current() -> the running coroutine if it is a task, else nil. Cheap:
  * one extra-space read. task.lua maps a coroutine of the script's own to
  * the task that resumed it. */
@@ -1041,13 +1179,20 @@ static int rt__gc(lua_State *L)
     msk_rt *rt = lua_touserdata(L, 1);
     /* Tasks still alive are anchored in the registry, which is being
      * torn down with the state: cancel what they wait for and free their
-     * C records; their coroutines go with the state. */
-    while (rt->all != NULL) {
-        task *t = rt->all;
-        rt->all = t->next_all;
-        if (t->timer != 0)
-            msk_timer_cancel(rt->loop, t->timer);
-        free(t);
+     * C records; their coroutines go with the state. A live task is a
+     * thread in the registry whose extra space names its record (other
+     * threads' is NULL, msk__rt_new), so the registry finds them all. */
+    lua_pushnil(L);
+    while (lua_next(L, LUA_REGISTRYINDEX) != 0) {
+        lua_State *co = lua_tothread(L, -1);
+        task *t = co != NULL ? task_of(co) : NULL;
+        if (t != NULL) {
+            *(task **)lua_getextraspace(co) = NULL;   /* found once */
+            if (t->timer != 0)
+                msk_timer_cancel(rt->loop, t->timer);
+            free(t);
+        }
+        lua_pop(L, 1);
     }
     rt->head = rt->tail = NULL;
     if (rt->ready_timer != 0)
@@ -1076,6 +1221,7 @@ static int rt__gc(lua_State *L)
 static const luaL_Reg funcs[] = {
     {"spawn", task_spawn},
     {"spawn_daemon", task_spawn_daemon},
+    {"spawn_then", task_spawn_then},
     {"current", task_current},
     {"wakeup", task_wakeup},
     {"resume", task_resume},
@@ -1122,6 +1268,8 @@ msk_rt *msk__rt_new(lua_State *L, msk_loop *loop)
     rt->log_level = MSK_LOG_INFO;
     for (int i = 0; i < 65; i++)
         rt->sigref[i] = LUA_NOREF;
+    lua_newtable(L);
+    rt->afters = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     lua_pushcfunction(L, rt__gc);
     lua_setfield(L, -2, "__gc");

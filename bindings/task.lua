@@ -85,6 +85,7 @@ end
 M.wakeup = raw.wakeup
 M.spawn = raw.spawn
 M.spawn_daemon = raw.spawn_daemon
+M.spawn_then = raw.spawn_then
 M.onsignal = raw.onsignal
 M.stop = raw.stop
 M.count = raw.count

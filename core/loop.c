@@ -161,7 +161,13 @@ int msk_loop_run(msk_loop *loop)
 }
 
 /* Make room for fd in the table. Only ever grows; new entries start
- * unwatched with generation 0. */
+ * unwatched with generation 0. Small tables double; one that would pass
+ * IO_WHOLE entries is made max_fds long at once, with calloc: a block
+ * that large is fresh zero pages from mmap, which cost no memory until
+ * an fd on them is watched, where doubling would zero, and so touch,
+ * every new entry (20 bytes of RSS a connection at 10,000 connections). */
+#define IO_WHOLE 4096
+
 static int io_grow(msk_loop *loop, int fd)
 {
     msk__io *io;
@@ -169,12 +175,16 @@ static int io_grow(msk_loop *loop, int fd)
 
     while (n <= (size_t)fd)
         n *= 2;
+    if (n > IO_WHOLE)
+        n = (size_t)loop->max_fds;
     if (n > (size_t)loop->max_fds)
         n = (size_t)loop->max_fds;
-    io = realloc(loop->io, n * sizeof *io);
+    io = calloc(n, sizeof *io);
     if (io == NULL)
         return -ENOMEM;
-    memset(io + loop->nio, 0, (n - (size_t)loop->nio) * sizeof *io);
+    if (loop->nio > 0)
+        memcpy(io, loop->io, (size_t)loop->nio * sizeof *io);
+    free(loop->io);
     loop->io = io;
     loop->nio = (int)n;
     return 0;

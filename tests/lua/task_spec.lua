@@ -171,6 +171,89 @@ describe("the task runtime", function()
     assert.is_true(task.active)           -- and this task runs on
   end)
 
+  it("spawn_then runs after(ctx, true, results...) once the body returns",
+     function()
+    local got, body_co, after_co
+    local done = threading.Event()
+    local ctx = {}
+    task.spawn_then(function(...)
+      after_co = task.current()
+      got = table.pack(...)
+      done:set()
+    end, ctx, function(x)
+      body_co = task.current()
+      time.sleep(0.01)                   -- the body may wait
+      return x * 2, "two"
+    end, 21)
+    assert.is_true(done:wait(2))
+    assert.same({ ctx, true, 42, "two", n = 4 }, got)
+    assert.is_thread(body_co)
+    assert.equal(body_co, after_co)      -- in the same task
+  end)
+
+  it("spawn_then hands after the error and a traceback of where it was "
+     .. "raised, after the body's __close handlers ran", function()
+    local got, closed_first
+    local done = threading.Event()
+    local closed = false
+    local function deep_failure()
+      error({ name = "Deliberate" })
+    end
+    task.spawn_then(function(...)
+      closed_first = closed
+      got = table.pack(...)
+      done:set()
+    end, "ctx", function()
+      local _ <close> = setmetatable({}, {
+        __close = function() closed = true end })
+      time.sleep(0.01)
+      deep_failure()
+    end)
+    assert.is_true(done:wait(2))
+    assert.equal(4, got.n)
+    assert.equal("ctx", got[1])
+    assert.is_false(got[2])
+    assert.equal("Deliberate", got[3].name)
+    assert.is_string(got[4])
+    assert.truthy(got[4]:find("stack traceback:", 1, true))
+    assert.truthy(got[4]:find("deep_failure", 1, true))
+    assert.is_true(closed_first)
+  end)
+
+  it("spawn_then: an error raised by a __close handler replaces the "
+     .. "body's", function()
+    local got
+    local done = threading.Event()
+    task.spawn_then(function(...)
+      got = table.pack(...)
+      done:set()
+    end, nil, function()
+      local _ <close> = setmetatable({}, {
+        __close = function() error("from __close", 0) end })
+      error("from the body", 0)
+    end)
+    assert.is_true(done:wait(2))
+    assert.is_false(got[2])
+    assert.equal("from __close", got[3])
+  end)
+
+  it("spawn_then: a string error reaches after as it was raised",
+     function()
+    local got
+    local done = threading.Event()
+    task.spawn_then(function(...)
+      got = table.pack(...)
+      done:set()
+    end, 1, error, "plain message", 0)
+    assert.is_true(done:wait(2))
+    assert.same({ 1, false, "plain message" }, { got[1], got[2], got[3] })
+  end)
+
+  it("spawn_then checks its arguments", function()
+    assert.has_error(function() task.spawn_then(nil, 1, print) end)
+    assert.has_error(function() task.spawn_then(print, 1, nil) end)
+  end)
+
   it("suspend and wakeup pass values between tasks", function()
     local co, got
     local done = threading.Event()
