@@ -20,8 +20,13 @@ typedef struct sock_box {
     msk_sock *s;
     double timeout;      /* seconds; < 0: None (wait forever) */
     int family, type, proto;
-    int drained;         /* last recv was short: the stream was empty */
+    unsigned char drained;   /* last recv was short: the stream was empty */
+    unsigned char peerlen;   /* bytes of the peer kept after the box */
 } sock_box;
+/* A box made by accept(sock, true) is followed by the peer's sockaddr
+ * (peerlen bytes, 0 if none was kept): the script server builds
+ * client_address from it only when a handler asks, so an idle
+ * connection holds no address table. */
 
 sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto);
 sock_box *msk__sock_check(lua_State *L, int idx);

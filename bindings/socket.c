@@ -27,9 +27,11 @@
  * data"), not where the task cannot yield, not without a runtime.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -82,9 +84,12 @@ static int pushfail(lua_State *L, int code)     /* nil, errno   [-0, +2] */
     return 2;
 }
 
-sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto)
+/* A box with room for a peer address of extra bytes after it. */
+static sock_box *newbox(lua_State *L, int family, int type, int proto,
+                        size_t extra)
 {                                                        /* [-0, +1, m] */
-    sock_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    sock_box *box = lua_newuserdatauv(L, sizeof *box + extra, 0);
+    box->peerlen = 0;
     box->s = NULL;                    /* closed until the fd exists */
     box->timeout = -1.0;
     box->family = family;
@@ -93,6 +98,11 @@ sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto)
     box->drained = 0;
     luaL_setmetatable(L, MSK_SOCKET_MT);
     return box;
+}
+
+sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto)
+{                                                        /* [-0, +1, m] */
+    return newbox(L, family, type, proto, 0);
 }
 
 sock_box *msk__sock_check(lua_State *L, int idx)
@@ -311,20 +321,65 @@ static int sock_listen(lua_State *L)
 }
 
 /* accept(sock) -> conn, addr | nil, errno                  [-0, +2] */
+/* The bytes a peer address of family takes in a lazy box: the sockaddr
+ * of that family, so an IPv4 connection pays 16 bytes. */
+static size_t peerroom(int family)
+{
+    switch (family) {
+    /* sockaddr_in without sin_zero, which is zeros: the box stays within
+     * a 80-byte malloc block. */
+    case AF_INET:  return offsetof(struct sockaddr_in, sin_zero);
+    case AF_INET6: return sizeof(struct sockaddr_in6);
+    case AF_UNIX:  return sizeof(struct sockaddr_un);
+    default:       return 0;
+    }
+}
+
+/* accept(sock [, lazy]) -> conn, addr | nil, errno. With lazy, the
+ * address is kept in conn's box for peeraddr() and only conn returns. */
 static int sock_accept(lua_State *L)
 {
     sock_box *box = msk__sock_check(L, 1);
+    int lazy = lua_toboolean(L, 2);
     CHECKOPEN(L, box);
     msk_addr peer;
+    size_t room = lazy ? peerroom(box->family) : 0;
     /* The box exists before the fd does, so a memory error between accept
      * and push cannot leak the descriptor. */
-    sock_box *nb = msk__sock_newbox(L, box->family, box->type, box->proto);
+    sock_box *nb = newbox(L, box->family, box->type, box->proto, room);
     int rc = msk_sock_accept(box->s, &nb->s, &peer);
     if (rc < 0)
         return pushfail(L, rc);
     nb->timeout = -1.0;
-    msk__sock_pushaddr(L, &peer);
-    return 2;
+    if (!lazy) {
+        msk__sock_pushaddr(L, &peer);
+        return 2;
+    }
+    size_t keep = peer.len < room ? peer.len : room;
+    if (peer.len <= UCHAR_MAX && (keep == peer.len ||
+                                  msk_addr_family(&peer) == AF_INET)) {
+        memcpy(nb + 1, &peer.ss, keep);
+        nb->peerlen = (unsigned char)peer.len;
+    }
+    return 1;
+}
+
+/* peeraddr(conn) -> the address accept(sock, true) kept, as accept
+ * returns it; nil if none was kept. */
+static int sock_peeraddr(lua_State *L)
+{
+    sock_box *box = msk__sock_check(L, 1);
+    if (box->peerlen == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    msk_addr a;
+    memset(&a, 0, sizeof a);
+    size_t room = peerroom(box->family);
+    memcpy(&a.ss, box + 1, box->peerlen < room ? box->peerlen : room);
+    a.len = box->peerlen;
+    msk__sock_pushaddr(L, &a);
+    return 1;
 }
 
 /* connect(sock, addr) -> true | nil, errno (EINPROGRESS: wait for write,
@@ -985,6 +1040,7 @@ static const luaL_Reg funcs[] = {
     {"shutdown", sock_shutdown},
     {"getsockname", sock_getsockname},
     {"getpeername", sock_getpeername},
+    {"peeraddr", sock_peeraddr},
     {"setsockopt", sock_setsockopt},
     {"getsockopt", sock_getsockopt},
     {"settimeout", sock_settimeout},

@@ -244,6 +244,15 @@ function methods:accept()
   return conn, addr
 end
 
+-- _accept_request(sock) -> conn: accept() for the script server
+-- (serve.lua), which keeps the peer's address in conn's box and builds
+-- client_address from it (raw.peeraddr) only if a handler asks.
+function M._accept_request(sock)
+  local conn = blocking(sock, READ, raw.accept, true)
+  if defaulttimeout ~= nil then raw.settimeout(conn, defaulttimeout) end
+  return conn
+end
+
 -- connect_errno(sock, address) -> 0 or errno; raises only for what is not
 -- an errno of connect() itself (bad address, resolver failure).
 local function connect_errno(self, address)
