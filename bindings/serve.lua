@@ -49,6 +49,12 @@ function M.format_address(family, addr)
   return ("%s:%d"):format(addr[1], addr[2])
 end
 
+-- The client_address a stream connection's socket kept at accept.
+local function peer_of(request)
+  if type(request) ~= "userdata" then return nil end
+  return raw.peeraddr(request)
+end
+
 local function peer_text(addr)
   if type(addr) ~= "table" then return tostring(addr) end
   return M.format_address(#addr == 4 and socket.AF_INET6 or socket.AF_INET,
@@ -167,8 +173,22 @@ function ScriptMixin:__init__(handler, path, options)
   self.grace = number_option(options, handler, "grace", "grace", 0)
   self.request_queue_size = number_option(options, handler, "backlog",
                                           "backlog", 1)
+  -- An instance holds request only (and, for a datagram, its
+  -- client_address): server is the same for every instance, and a
+  -- stream connection's client_address is built on first use from the
+  -- address accept kept in its socket, so an idle connection holds no
+  -- address table (docs/performance.md, idle memory).
+  local server = self
   self._instance_mt = {
-    __index = function(_, k) return self.handler[k] end,
+    __index = function(h, k)
+      if k == "server" then return server end
+      if k == "client_address" then
+        local a = peer_of(rawget(h, "request"))
+        rawset(h, k, a)
+        return a
+      end
+      return server.handler[k]
+    end,
   }
   -- --workers: every worker binds the same addresses with SO_REUSEPORT,
   -- which needs a fixed port and cannot share a unix path.
@@ -237,12 +257,23 @@ function ScriptMixin:serve()
   task.spawn(self.serve_forever, self)
 end
 
+-- get_request: a stream connection comes without its address (see
+-- _instance_mt), with the idle timeout, and with TCP_NODELAY unless the
+-- handler table says tcp_nodelay = false: a handler that answers in two
+-- sends would otherwise wait out Nagle's algorithm and the client's
+-- delayed ACK, 40 ms a reply (asyncio, uvloop and Go set it too).
 function ScriptMixin:get_request(sock)
-  local request, addr = super(self, "get_request")(self, sock)
-  if self.idle_timeout and self.socket_type == socket.SOCK_STREAM then
-    request:settimeout(self.idle_timeout)
+  if self.socket_type ~= socket.SOCK_STREAM then
+    return super(self, "get_request")(self, sock)
   end
-  return request, addr
+  local request = socket._accept_request(sock or self.socket)
+  if self.idle_timeout then request:settimeout(self.idle_timeout) end
+  if self.handler.tcp_nodelay ~= false and request.family ~= socket.AF_UNIX
+  then
+    -- A client already gone fails this; its handler's first recv says so.
+    raw.setsockopt(request, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+  end
+  return request, nil
 end
 
 -- verify_request: --max-connections. Over the limit a TCP client reads
@@ -263,54 +294,74 @@ end
 -- One request, in its own task: what ThreadingMixIn's thread and
 -- BaseRequestHandler's constructor do together (setup, handle, finish
 -- even when handle failed, handle_error, shutdown_request), written flat.
--- An idle connection's coroutine holds every frame between the task's
--- body and its recv, and Lua grows a coroutine's stack (doubling it, for
--- good) as soon as the deepest call needs more than its first 40 slots:
--- so the body, serve_request, keeps as few registers as it can while
--- handle runs, and everything after handle is in request_done. The
--- script server's hooks are its own, so none is skipped by doing so.
--- Each method is read from the instance when it is called, which reads
--- server.handler: after a reload, the next call runs the new code.
+-- An idle connection's coroutine keeps every frame between the task and
+-- its recv, for good (Lua never frees a coroutine's CallInfo records in
+-- generational mode, and doubles its stack once the deepest call passes
+-- 40 slots). So nothing of ours stays under handle: the task is spawned
+-- with task.spawn_then, whose after-hook (request_after) runs in place
+-- of the body once it ends, and the body tail-calls handle. Its frames
+-- are then handle's own. The script server's hooks are its own, so none
+-- is skipped by doing so. Each method is read from the instance when it
+-- is called, which reads server.handler: after a reload, the next call
+-- runs the new code.
 local remember = socketserver._remember
+local with_traceback = socketserver._with_traceback
 local BaseInit = socketserver.BaseRequestHandler.__init__
+local BaseSetup = socketserver.BaseRequestHandler.setup
 
 local function noop() end
 
 -- After handle: finish (even when handle failed; not after a failed
 -- setup, nor after __init__, which calls it itself), handle_error,
--- shutdown_request, and the count.
+-- shutdown_request, and the count. client_address is read only for an
+-- error, so a connection that ends well never builds it.
 local function request_done(h, ok, err, nofinish)
-  local self, request, client_address = h.server, h.request, h.client_address
+  local self, request = h.server, h.request
   if not nofinish then
     local fok, ferr = xpcall(h.finish or noop, remember, h)
     if not fok then
       if not ok then
         log(ERROR, "%s: handler handle failed: %s",
-            peer_text(client_address), socketserver.traceback(err))
+            peer_text(h.client_address), socketserver.traceback(err))
       end
       ok, err = fok, ferr          -- Python: finish's error wins
     end
   end
   local hok, herr = true, nil
   if not ok then
-    hok, herr = pcall(self.handle_error, self, request, client_address, err)
+    hok, herr = pcall(self.handle_error, self, request, h.client_address,
+                      err)
   end
   local sok, serr = pcall(self.shutdown_request, self, request)
   self.connections = self.connections - 1
   if not (hok and sok) then
-    log(ERROR, "%s: %s", peer_text(client_address),
+    log(ERROR, "%s: %s", peer_text(h.client_address),
         tostring(hok and serr or herr))
   end
 end
 
--- The task's body: setup, then handle.
+local SETUP_FAILED = {}    -- serve_request's word for "no handle, no finish"
+
+-- The task's body: setup (only a handler's own: BaseRequestHandler's does
+-- nothing), then handle as a tail call, which leaves no frame of this
+-- function under it.
 local function serve_request(h)
-  local ok, err = xpcall(h.setup or noop, remember, h)
-  if ok then
-    ok, err = xpcall(h.handle, remember, h)
-    return request_done(h, ok, err)
+  local setup = h.setup
+  if setup ~= nil and setup ~= BaseSetup then
+    local ok, err = xpcall(setup, remember, h)
+    if not ok then return SETUP_FAILED, err end
   end
-  return request_done(h, false, err, true)   -- as Python: no finish
+  return h.handle(h)
+end
+
+-- The after-hook: ok, SETUP_FAILED, err | ok, handle's results... |
+-- false, err, traceback (handle raised; the runtime took the traceback).
+local function request_after(h, ok, a, b)
+  if not ok then return request_done(h, false, with_traceback(a, b)) end
+  if a == SETUP_FAILED then
+    return request_done(h, false, b, true)   -- as Python: no finish
+  end
+  return request_done(h, true)
 end
 
 -- The body for a handler class with its own constructor: run it as
@@ -321,16 +372,19 @@ local function serve_init(h)
   return request_done(h, ok, err, true)
 end
 
--- process_request: count the request and start its task.
+-- process_request: count the request and start its task. A stream
+-- connection's client_address is nil here (get_request).
 function ScriptMixin:process_request(request, client_address)
   self.connections = self.connections + 1
   self.accepted = self.accepted + 1
-  local h = setmetatable({ request = request,
-                           client_address = client_address,
-                           server = self }, self._instance_mt)
+  local h = setmetatable({ request = request }, self._instance_mt)
+  if client_address ~= nil then rawset(h, "client_address", client_address) end
   local init = h.__init__
-  task.spawn((init ~= nil and init ~= BaseInit) and serve_init
-             or serve_request, h)
+  if init ~= nil and init ~= BaseInit then
+    task.spawn(serve_init, h)
+  else
+    task.spawn_then(request_after, h, serve_request, h)
+  end
 end
 
 -- finish_request: the same steps in the calling task (Python's hook, for
@@ -348,7 +402,7 @@ end
 -- handle_error: a handler's error ends its own connection, with a
 -- traceback in the log; an idle timeout or a vanished client is routine.
 function ScriptMixin:handle_error(request, client_address, err)
-  local peer = peer_text(client_address)
+  local peer = peer_text(client_address or peer_of(request))
   if errors.isinstance(err, "TimeoutError") and self.idle_timeout then
     log(INFO, "%s: idle for %gs, closing", peer, self.idle_timeout)
   elseif errors.isinstance(err, "ConnectionError") then

@@ -174,6 +174,18 @@ local function remember(err)
 end
 M._remember = remember
 
+-- _with_traceback(err, tb) -> err: what remember would have made of err
+-- had it run where err was raised, given the traceback taken there (by
+-- the task runtime, for a task spawned with task.spawn_then).
+function M._with_traceback(err, tb)
+  if type(err) == "table" then
+    if tracebacks[err] == nil then tracebacks[err] = tb end
+    return err
+  end
+  if tostring(err):find("\nstack traceback:\n", 1, true) then return err end
+  return tb
+end
+
 -- traceback(err) -> text: the error's message and where it was raised.
 function M.traceback(err)
   if type(err) == "table" then

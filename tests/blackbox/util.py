@@ -115,6 +115,18 @@ def echo(sock, data):
     return got
 
 
+def recv_line(sock):
+    """Read from sock up to and including a newline (or the end of the
+    stream); return the bytes read."""
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def wait_for(cond, timeout=5.0, step=0.01):
     """Poll cond() until it is true or timeout seconds pass."""
     deadline = time.monotonic() + timeout
