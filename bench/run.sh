@@ -119,10 +119,10 @@ server_cmd() {
     c) echo "$B/c_echo $2" ;;
     c-chat) echo "$B/c_echo $2 chat" ;;
     moonsock) echo "$MSK --log-level warn --grace 0 --max-connections 100000 \
---backlog 1024 --listen 127.0.0.1:$2 $s/moonsock_echo.lua" ;;
+--backlog 1024 --listen 127.0.0.1:$2 $ROOT/scripts/echo.lua" ;;
     moonsock-workers) echo "$MSK --workers $WORKERS --log-level warn \
 --grace 0 --max-connections 100000 --backlog 1024 --listen 127.0.0.1:$2 \
-$s/moonsock_echo.lua" ;;
+$ROOT/scripts/echo.lua" ;;
     moonsock-chat) [ -f "$ROOT/scripts/chat.lua" ] &&
       echo "$MSK --log-level warn --grace 0 --max-connections 100000 \
 --backlog 1024 --listen 127.0.0.1:$2 $ROOT/scripts/chat.lua --rate 1000000 \
