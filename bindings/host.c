@@ -139,6 +139,16 @@ static int setup(lua_State *L)
     lua_getfield(L, -1, "install");
     lua_call(L, 0, 0);
     lua_pop(L, 1);
+    /* Python's builtin buffer types: bytearray(), memoryview(), bytes(). */
+    luaL_requiref(L, "_moonsock.bytearray", luaopen__moonsock_bytearray, 0);
+    static const char *const builtins[] = {
+        "bytearray", "memoryview", "bytes", NULL
+    };
+    for (int i = 0; builtins[i] != NULL; i++) {
+        lua_getfield(L, -1, builtins[i]);
+        lua_setglobal(L, builtins[i]);
+    }
+    lua_pop(L, 1);
     return 0;
 }
 

@@ -28,6 +28,25 @@ typedef struct sock_box {
  * client_address from it only when a handler asks, so an idle
  * connection holds no address table. */
 
+/* A bytearray or a memoryview (bytearray.c) as C sees it: len bytes at
+ * data. A bytearray's bytes follow this header in its own userdata (its
+ * size is fixed); a view points into the bytearray or string it keeps
+ * alive as its user value. readonly: a view of a string. */
+#define MSK_BYTEARRAY_MT "moonsock.bytearray"
+#define MSK_MEMORYVIEW_MT "moonsock.memoryview"
+typedef struct msk_bytes {
+    char *data;
+    size_t len;
+    int readonly;
+} msk_bytes;
+/* Create both metatables if they do not exist yet and give their
+ * addresses, for checks on a hot path that compare pointers. */
+void msk__bytes_metatables(lua_State *L, const void **ba, const void **mv);
+/* The bytes of the string, bytearray or memoryview at idx, or NULL for
+ * anything else (and, if writable, for a string or a read-only view). */
+const char *msk__bytes_get(lua_State *L, int idx, size_t *len,
+                           int writable);
+
 sock_box *msk__sock_newbox(lua_State *L, int family, int type, int proto);
 sock_box *msk__sock_check(lua_State *L, int idx);
 void      msk__sock_pushaddr(lua_State *L, const msk_addr *a);
@@ -120,6 +139,7 @@ extern const msk_cmodule msk_cmodule_table[];
 
 int luaopen__moonsock_socket(lua_State *L);
 int luaopen__moonsock_task(lua_State *L);
+int luaopen__moonsock_bytearray(lua_State *L);
 /* The status the program will exit with (set by boot.lua). */
 int msk__rt_status(const msk_rt *rt);
 

@@ -7,7 +7,7 @@
  * EBADF for a closed socket; resolver failures as `nil, eai` with eai < 0,
  * as Python's gaierror numbers them). Waiting, timeouts and Python's
  * exceptions live in socket.lua (the cqueues rule), with one exception
- * for speed: the recv and sendall methods, which wait themselves in the
+ * for speed: the recv, recv_into and sendall methods, which wait in the
  * common case (see below) and hand every other case to socket.lua.
  * Argument mistakes raise, with luaL_check* messages that name the
  * function.
@@ -53,6 +53,7 @@
  * per-run byte count, kept here so the common path reads one pointer. */
 typedef struct scratch {
     const void *mt;           /* the socket metatable, for fastbox() */
+    const void *bamt, *mvmt;  /* bytearray's and memoryview's, fastbytes() */
     const volatile uint64_t *resumes;  /* the runtime's runs, or NULL */
     const void *sentinel;     /* what a task yields to wait (task.c) */
     uint64_t run;             /* *resumes when moved was last reset */
@@ -124,6 +125,53 @@ static sock_box *fastbox(lua_State *L, const scratch *sc)
             return box;
     }
     return msk__sock_check(L, 1);
+}
+
+/* The bytearray or memoryview at idx, by the same pointer comparison as
+ * fastbox(); NULL for anything else. */
+static msk_bytes *fastbytes(lua_State *L, const scratch *sc, int idx)
+{
+    msk_bytes *b = lua_touserdata(L, idx);
+    if (b == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return mt == sc->bamt || mt == sc->mvmt ? b : NULL;
+}
+
+/* What send and sendall take: a string, a bytearray or a memoryview. */
+static const char *sendable(lua_State *L, const scratch *sc, int idx,
+                            size_t *len)
+{
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return lua_tolstring(L, idx, len);
+    msk_bytes *b = fastbytes(L, sc, idx);
+    if (b == NULL)
+        return NULL;
+    *len = b->len;
+    return b->data;
+}
+
+/* One read of at most want bytes into dst, or -EAGAIN without a syscall
+ * when the last read was short (the stream was empty then, so the read
+ * would only say EAGAIN: wait for readiness instead; a non-blocking
+ * socket always tries, as its caller expects) or this run has moved its
+ * quota. */
+static ssize_t readsome(lua_State *L, scratch *sc, sock_box *box,
+                        char *dst, size_t want)
+{
+    if (box->drained && box->timeout != 0.0) {
+        box->drained = 0;
+        return -EAGAIN;
+    }
+    if (overquota(L, sc, box))
+        return -EAGAIN;
+    ssize_t got = msk_sock_recv(box->s, dst, want);
+    if (got >= 0) {
+        sc->moved += (size_t)got;
+        box->drained = (size_t)got < want && box->type == SOCK_STREAM;
+    }
+    return got;
 }
 
 /* nil, EAGAIN, timeout: would block; the timeout (< 0: None) lets
@@ -419,23 +467,39 @@ static int sock_recv(lua_State *L)
         lua_pushliteral(L, "");
         return 1;
     }
-    /* The last read was short, so the stream was empty then: skip the
-     * syscall that would only say EAGAIN and let socket.lua wait. A
-     * non-blocking socket always tries, as its caller expects. */
-    if (box->drained && box->timeout != 0.0) {
-        box->drained = 0;
-        return pushagain(L, box);
-    }
-    if (overquota(L, sc, box))
-        return pushagain(L, box);
-    ssize_t got = msk_sock_recv(box->s, sc->data, want);
+    ssize_t got = readsome(L, sc, box, sc->data, want);
     if (got == -EAGAIN)
         return pushagain(L, box);
     if (got < 0)
         return pushfail(L, (int)got);
-    sc->moved += (size_t)got;
-    box->drained = (size_t)got < want && box->type == SOCK_STREAM;
     lua_pushlstring(L, sc->data, (size_t)got);
+    return 1;
+}
+
+/* recv_into(sock, buffer, n) -> count | nil, errno [, timeout]: reads
+ * at most n bytes into the start of a bytearray or writable memoryview,
+ * with no string made and nothing copied.               [-0, +1|2|3] */
+static int sock_recv_into(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
+    sock_box *box = fastbox(L, sc);
+    size_t len;
+    char *dst = (char *)msk__bytes_get(L, 2, &len, 1);
+    luaL_argexpected(L, dst != NULL, 2, "bytearray or writable memoryview");
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && (size_t)n <= len, 3,
+                  "out of the buffer's range");
+    CHECKOPEN(L, box);
+    if (n == 0) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    ssize_t got = readsome(L, sc, box, dst, (size_t)n);
+    if (got == -EAGAIN)
+        return pushagain(L, box);
+    if (got < 0)
+        return pushfail(L, (int)got);
+    lua_pushinteger(L, got);
     return 1;
 }
 
@@ -464,14 +528,16 @@ static int sock_recvfrom(lua_State *L)
     return 2;
 }
 
-/* send(sock, data [, i]) -> n | nil, errno [, timeout]: sends data from
- * byte i (1-based, default 1), so sendall never builds substrings. */
+/* send(sock, data [, i]) -> n | nil, errno [, timeout]: sends data (a
+ * string, bytearray or memoryview) from byte i (1-based, default 1), so
+ * sendall never builds substrings. */
 static int sock_send(lua_State *L)
 {
     scratch *sc = lua_touserdata(L, lua_upvalueindex(1));
     sock_box *box = fastbox(L, sc);
     size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
+    const char *data = sendable(L, sc, 2, &len);
+    luaL_argexpected(L, data != NULL, 2, "string, bytearray or memoryview");
     lua_Integer i = luaL_optinteger(L, 3, 1);
     luaL_argcheck(L, i >= 1 && (size_t)i <= len + 1, 3, "out of range");
     CHECKOPEN(L, box);
@@ -488,8 +554,8 @@ static int sock_send(lua_State *L)
 }
 
 /* ---- recv and sendall, the methods -------------------------------------
- * A handler's conn:recv(n) and conn:sendall(data) are the C functions
- * below, not Lua ones: one call per operation instead of three, and while
+ * A handler's conn:recv(n), conn:recv_into(buffer) and conn:sendall(data)
+ * are the C functions below, not Lua ones: one call per operation instead of three, and while
  * a connection is idle its coroutine holds no frame between the handler
  * and the wait, which keeps the coroutine within Lua's initial stack
  * (docs/performance.md). When the socket has no timeout and the caller is
@@ -567,14 +633,8 @@ static int m_recv_go(lua_State *L)
     size_t want = n < SCRATCH_SIZE ? n : SCRATCH_SIZE;
     if (box->s == NULL)
         return failerrno(L, EBADF, MSK_READ);
-    ssize_t got = -EAGAIN;
-    if (box->drained && box->timeout != 0.0)
-        box->drained = 0;           /* see sock_recv */
-    else if (!overquota(L, sc, box))
-        got = msk_sock_recv(box->s, sc->data, want);
+    ssize_t got = readsome(L, sc, box, sc->data, want);
     if (got >= 0) {
-        sc->moved += (size_t)got;
-        box->drained = (size_t)got < want && box->type == SOCK_STREAM;
         lua_pushlstring(L, sc->data, (size_t)got);
         return 1;
     }
@@ -612,6 +672,58 @@ static int m_recv(lua_State *L)
     return m_recv_go(L);
 }
 
+static int m_recv_into_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Read into the buffer (index 2, checked) at most n (index 3) bytes. */
+static int m_recv_into_go(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    sock_box *box = lua_touserdata(L, 1);
+    msk_bytes *b = lua_touserdata(L, 2);
+    size_t want = (size_t)lua_tointeger(L, 3);
+    if (box->s == NULL)
+        return failerrno(L, EBADF, MSK_READ);
+    ssize_t got = want == 0 ? 0 : readsome(L, sc, box, b->data, want);
+    if (got >= 0) {
+        lua_pushinteger(L, got);
+        return 1;
+    }
+    if (got != -EAGAIN)
+        return failerrno(L, (int)-got, MSK_READ);
+    if (canyield(L, sc, box))
+        return waitready(L, sc, MSK_READ, 0, m_recv_into_k);
+    return slowpath(L, 3);
+}
+
+static int m_recv_into_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    resumed(L, 3, MSK_READ);
+    return m_recv_into_go(L);
+}
+
+/* sock:recv_into(buffer [, nbytes [, flags]]) -> count (0 at end of
+ * stream). nbytes absent or 0 means the whole buffer, as in Python. */
+static int m_recv_into(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+    fastbox(L, sc);
+    msk_bytes *b = fastbytes(L, sc, 2);
+    int isint = 1;
+    lua_Integer n = 0;
+    if (!lua_isnoneornil(L, 3))
+        n = lua_tointegerx(L, 3, &isint);
+    int flags = !lua_isnoneornil(L, 4) &&
+                !(lua_isinteger(L, 4) && lua_tointeger(L, 4) == 0);
+    if (b == NULL || b->readonly || !isint || n < 0 ||
+        (size_t)n > b->len || flags)    /* socket.lua raises Python's error */
+        return slowpath(L, lua_gettop(L));
+    lua_settop(L, 2);
+    lua_pushinteger(L, n == 0 ? (lua_Integer)b->len : n);
+    return m_recv_into_go(L);
+}
+
 static int m_sendall_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Send data (index 2) from byte i on. */
@@ -620,7 +732,7 @@ static int m_sendall_go(lua_State *L, size_t i)
     scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
     sock_box *box = lua_touserdata(L, 1);
     size_t len;
-    const char *data = lua_tolstring(L, 2, &len);
+    const char *data = sendable(L, sc, 2, &len);
     for (;;) {
         if (box->s == NULL)
             return failerrno(L, EBADF, MSK_WRITE);
@@ -650,13 +762,15 @@ static int m_sendall_k(lua_State *L, int status, lua_KContext ctx)
     return m_sendall_go(L, (size_t)ctx);
 }
 
-/* sock:sendall(data): all of it, or an exception. */
+/* sock:sendall(data): all of it (a string, bytearray or memoryview), or
+ * an exception. */
 static int m_sendall(lua_State *L)
 {
     scratch *sc = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
     fastbox(L, sc);
     lua_settop(L, 2);
-    if (lua_type(L, 2) != LUA_TSTRING) {
+    size_t len;
+    if (sendable(L, sc, 2, &len) == NULL) {
         lua_pushinteger(L, 1);
         return slowpath(L, 3);       /* socket.lua raises TypeError */
     }
@@ -990,10 +1104,11 @@ static int sock__index(lua_State *L)
     return 1;
 }
 
-/* setmethods(tbl, tostring, recv, sendall, fail): installs socket.lua's
- * method table and its __tostring, with the C recv and sendall above in
- * it; recv and sendall are the general versions they fall back to and
- * fail(err, events) raises a failed operation's exception. */
+/* setmethods(tbl, tostring, recv, sendall, recv_into, fail): installs
+ * socket.lua's method table and its __tostring, with the C recv, sendall
+ * and recv_into above in it; recv, sendall and recv_into are the general
+ * versions they fall back to and fail(err, events) raises a failed
+ * operation's exception. */
 static int sock_setmethods(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -1001,12 +1116,14 @@ static int sock_setmethods(lua_State *L)
     luaL_checktype(L, 3, LUA_TFUNCTION);
     luaL_checktype(L, 4, LUA_TFUNCTION);
     luaL_checktype(L, 5, LUA_TFUNCTION);
+    luaL_checktype(L, 6, LUA_TFUNCTION);
     static const struct { const char *name; lua_CFunction fn; int slow; }
-    fast[] = { {"recv", m_recv, 3}, {"sendall", m_sendall, 4} };
+    fast[] = { {"recv", m_recv, 3}, {"sendall", m_sendall, 4},
+               {"recv_into", m_recv_into, 5} };
     for (size_t i = 0; i < sizeof fast / sizeof fast[0]; i++) {
         lua_pushvalue(L, lua_upvalueindex(1));       /* the scratch */
         lua_pushvalue(L, fast[i].slow);
-        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 6);
         lua_pushcclosure(L, fast[i].fn, 3);
         lua_setfield(L, 1, fast[i].name);
     }
@@ -1033,6 +1150,7 @@ static const luaL_Reg funcs[] = {
     {"connect", sock_connect},
     {"connect_result", sock_connect_result},
     {"recv", sock_recv},
+    {"recv_into", sock_recv_into},
     {"recvfrom", sock_recvfrom},
     {"send", sock_send},
     {"sendto", sock_sendto},
@@ -1093,6 +1211,7 @@ int luaopen__moonsock_socket(lua_State *L)
     luaL_getmetatable(L, MSK_SOCKET_MT);
     sc->mt = lua_topointer(L, -1);      /* kept alive by the registry */
     lua_pop(L, 1);
+    msk__bytes_metatables(L, &sc->bamt, &sc->mvmt);
     sc->resumes = msk__rt_resumes(msk__rt_get(L));
     sc->sentinel = msk__task_sentinel();
     sc->run = 0;

@@ -11,6 +11,7 @@
 local raw = require "_moonsock.socket"
 local task = require "moonsock.task"
 local errors = require "moonsock.errors"
+local bytearray = require "_moonsock.bytearray"
 
 local M = {}
 local methods = {}
@@ -89,9 +90,9 @@ end
 ---------------------------------------------------------------------------
 -- data transfer
 
--- recv and sendall are C functions (socket.c) for the common case: no
--- timeout, inside a task. They hand every other case to these general
--- versions, and raise a failure through fail().
+-- recv, recv_into and sendall are C functions (socket.c) for the common
+-- case: no timeout, inside a task. They hand every other case to these
+-- general versions, and raise a failure through fail().
 
 -- Python's checks of a buffer size: TypeError, ValueError.
 local function checksize(n, name)
@@ -116,6 +117,27 @@ local function recv_general(self, bufsize, flags)
   return (blocking(self, READ, recv, bufsize))
 end
 
+-- recv_into(buffer [, nbytes [, flags]]) -> count: Python's checks, then
+-- the read; nbytes nil or 0 means the whole buffer.
+local function recv_into_general(self, buffer, nbytes, flags)
+  if not bytearray.iswritable(buffer) then
+    errors.throw("TypeError", ("recv_into() argument 1 must be "
+      .. "read-write bytes-like object, not %s"):format(
+        type(buffer) == "userdata" and bytearray.isbytes(buffer)
+        and "read-only memoryview" or type(buffer)), 2)
+  end
+  local n = nbytes == nil and 0 or checksize(nbytes, "recv_into")
+  if n > #buffer then
+    errors.throw("ValueError", "buffer too small for requested bytes", 2)
+  end
+  if n == 0 then n = #buffer end
+  if flags ~= nil and flags ~= 0 then
+    errors.throw("ValueError", "recv_into flags are not supported", 2)
+  end
+  if n == 0 then return 0 end
+  return (blocking(self, READ, raw.recv_into, buffer, n))
+end
+
 function methods:recvfrom(bufsize)
   bufsize = checksize(bufsize, "recvfrom")
   return blocking(self, READ, raw.recvfrom, bufsize)
@@ -130,10 +152,11 @@ end
 
 -- sendall(data): everything or an exception; one deadline for the call.
 -- The general version, from byte i on (the C sendall has sent the rest).
+-- data is a string, a bytearray or a memoryview.
 local function sendall_from(self, data, i)
-  if type(data) ~= "string" then
-    errors.throw("TypeError", ("bad argument #1 to 'sendall' (string "
-                 .. "expected, got %s)"):format(type(data)), 3)
+  if not bytearray.isbytes(data) then
+    errors.throw("TypeError", ("bad argument #1 to 'sendall' (string, "
+      .. "bytearray or memoryview expected, got %s)"):format(type(data)), 3)
   end
   local len = #data
   -- As in recv_general: the C sendall has already handled a socket with
@@ -507,7 +530,8 @@ local function tostring_socket(self)
   return s .. ">"
 end
 
-raw.setmethods(methods, tostring_socket, recv_general, sendall_from, fail)
+raw.setmethods(methods, tostring_socket, recv_general, sendall_from,
+               recv_into_general, fail)
 M.methods = methods
 
 ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 #
 # What runs under memcheck (a plain Debug build: valgrind and ASan do not
 # mix): the C tests of the loop, timers, sockets and worker-thread jobs;
-# the Lua specs of the socket module, the task runtime, threading, errors,
+# the Lua specs of the socket module and its buffers (bytearray,
+# recv_into), the task runtime, threading, errors,
 # moonsock.fs and the hostile
 # runtime spec (each inside the real moonsock binary); and black-box
 # server runs over loopback -- scripts/echo.lua with a hundred clients
@@ -53,7 +54,7 @@ run() {  # run LABEL COMMAND...
 for t in loop timer sock offload; do
   run "c.$t" "${vg[@]}" "$out/tests/${t}_test"
 done
-for spec in tests/lua/socket_spec.lua tests/lua/task_spec.lua \
+for spec in tests/lua/socket_spec.lua tests/lua/bytearray_spec.lua tests/lua/task_spec.lua \
             tests/lua/threading_spec.lua tests/lua/errors_spec.lua \
             tests/lua/fs_spec.lua \
             tests/hostile/runtime_spec.lua; do
