@@ -31,11 +31,16 @@
 
 #include "msk_bind.h"
 
-static msk_bytes *checkbytes(lua_State *L, int idx)
+/* The bytearray or memoryview at idx, or NULL. */
+static msk_bytes *testbytes(lua_State *L, int idx)
 {
     msk_bytes *b = luaL_testudata(L, idx, MSK_BYTEARRAY_MT);
-    if (b == NULL)
-        b = luaL_testudata(L, idx, MSK_MEMORYVIEW_MT);
+    return b != NULL ? b : luaL_testudata(L, idx, MSK_MEMORYVIEW_MT);
+}
+
+static msk_bytes *checkbytes(lua_State *L, int idx)
+{
+    msk_bytes *b = testbytes(L, idx);
     if (b == NULL)
         luaL_typeerror(L, idx, "bytearray or memoryview");
     return b;
@@ -46,9 +51,7 @@ const char *msk__bytes_get(lua_State *L, int idx, size_t *len,
 {
     if (!writable && lua_type(L, idx) == LUA_TSTRING)
         return lua_tolstring(L, idx, len);
-    msk_bytes *b = luaL_testudata(L, idx, MSK_BYTEARRAY_MT);
-    if (b == NULL)
-        b = luaL_testudata(L, idx, MSK_MEMORYVIEW_MT);
+    msk_bytes *b = testbytes(L, idx);
     if (b == NULL || (writable && b->readonly))
         return NULL;
     *len = b->len;

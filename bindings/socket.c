@@ -553,14 +553,15 @@ static int sock_send(lua_State *L)
     return 1;
 }
 
-/* ---- recv and sendall, the methods -------------------------------------
+/* ---- recv, recv_into and sendall, the methods -------------------------
  * A handler's conn:recv(n), conn:recv_into(buffer) and conn:sendall(data)
- * are the C functions below, not Lua ones: one call per operation instead of three, and while
- * a connection is idle its coroutine holds no frame between the handler
- * and the wait, which keeps the coroutine within Lua's initial stack
- * (docs/performance.md). When the socket has no timeout and the caller is
- * a task, they wait by yielding the runtime's sentinel themselves
- * (lua_yieldk) and carry on in a continuation. Everything else -- a
+ * are the C functions below, not Lua ones: one call per operation
+ * instead of three, and while a connection is idle its coroutine holds
+ * no frame between the handler and the wait, which keeps the coroutine
+ * within Lua's initial stack (docs/performance.md). When the socket has
+ * no timeout and the caller is a task, they wait by yielding the
+ * runtime's sentinel themselves (lua_yieldk) and carry on in a
+ * continuation. Everything else -- a
  * timeout, no runtime, a coroutine that cannot yield, flags, a bad
  * argument -- goes to socket.lua's general version (upvalue 2), so those
  * semantics live in one place. Upvalue 3 raises Python's exception for a
